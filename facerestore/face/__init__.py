@@ -1,0 +1,1 @@
+"""Shared face pipeline: detection, 5-point alignment, paste-back."""

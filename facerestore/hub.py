@@ -1,0 +1,239 @@
+"""Weights on disk: the cache, downloads and reading checkpoint files.
+
+Lookup order for an entry's file: an explicit `weights=` (file, folder or URL) > the cache >
+download into the cache. Downloads go to a temporary file beside the target, are verified (size,
+sha256 when known, and a caller-supplied check such as strict loading) and only then renamed into
+place, so the cache never holds a truncated or corrupt file.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import shutil
+import tempfile
+import urllib.error
+import urllib.request
+from pathlib import Path
+from typing import Any, Callable, Mapping
+
+import torch
+from tqdm.auto import tqdm
+
+from .registry import WeightFile, ZooEntry
+
+CHUNK = 1 << 20
+
+
+class WeightsError(RuntimeError):
+    """A weights file is missing, cannot be downloaded, or is corrupt. The message says what to do."""
+
+
+def home_dir() -> Path:
+    """Root of facerestore's cache: `$FACERESTORE_HOME`, else `~/.cache/facerestore`."""
+    env = os.environ.get("FACERESTORE_HOME")
+    if env:
+        return Path(env).expanduser()
+    xdg = os.environ.get("XDG_CACHE_HOME")
+    return (Path(xdg).expanduser() if xdg else Path.home() / ".cache") / "facerestore"
+
+
+def weights_dir() -> Path:
+    return home_dir() / "weights"
+
+
+def cached_path(wf: WeightFile) -> Path:
+    return weights_dir() / wf.filename
+
+
+def is_cached(entry: ZooEntry) -> bool:
+    return all(cached_path(wf).is_file() for wf in entry.files)
+
+
+def sha256_of(path: str | os.PathLike) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(CHUNK), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def verify_file(path: Path, wf: WeightFile) -> None:
+    """Check size and sha256 where the registry knows them."""
+    size = path.stat().st_size
+    if wf.size is not None and size != wf.size:
+        raise WeightsError(f"{wf.filename}: size is {size} bytes, expected {wf.size} (truncated or wrong file)")
+    if wf.sha256 is not None:
+        digest = sha256_of(path)
+        if digest != wf.sha256:
+            raise WeightsError(f"{wf.filename}: sha256 {digest} does not match the expected {wf.sha256}")
+
+
+def _is_url(s: str) -> bool:
+    return s.startswith(("http://", "https://", "file://"))
+
+
+def download(
+    url: str,
+    dest: Path,
+    wf: WeightFile | None = None,
+    verify: Callable[[Path], None] | None = None,
+    progress: bool = True,
+    timeout: float = 60.0,
+) -> Path:
+    """Download `url` to `dest` atomically: temp file, verify, rename. Nothing is left behind on failure."""
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
+    tmp = Path(tmp_name)
+    try:
+        with os.fdopen(fd, "wb") as out:
+            request = urllib.request.Request(url, headers={"User-Agent": "facerestore"})
+            with urllib.request.urlopen(request, timeout=timeout) as response:
+                total = response.headers.get("Content-Length")
+                total = int(total) if total else None
+                with tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024,
+                          desc=f"Downloading {dest.name}", disable=not progress) as bar:
+                    for chunk in iter(lambda: response.read(CHUNK), b""):
+                        out.write(chunk)
+                        bar.update(len(chunk))
+        got = tmp.stat().st_size
+        if total is not None and got != total:
+            raise WeightsError(f"download of {url} stopped after {got} of {total} bytes")
+        if wf is not None:
+            verify_file(tmp, wf)
+        if verify is not None:
+            try:
+                verify(tmp)
+            except Exception as exc:  # a file that does not load is as bad as a truncated one
+                raise WeightsError(f"{url} was downloaded but is not a valid checkpoint: {exc}") from exc
+        os.replace(tmp, dest)
+        return dest
+    except (urllib.error.URLError, OSError, TimeoutError) as exc:
+        raise WeightsError(f"could not download {url}: {exc}") from exc
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def _manual_hint(entry: ZooEntry, wf: WeightFile) -> str:
+    return (
+        f"Download it by hand from {wf.url or '(see the model card models/' + entry.name + '.md)'} and put it at "
+        f"{cached_path(wf)} (or pass load({entry.name!r}, weights='/path/to/{wf.filename}' or a folder holding it))."
+    )
+
+
+def resolve(
+    entry: ZooEntry,
+    weights: str | os.PathLike | None = None,
+    download_missing: bool = True,
+    verify: Callable[[Path], None] | None = None,
+    progress: bool = True,
+) -> dict[str, Path]:
+    """Local paths of all files of `entry`, keyed by file name, fetching what is missing.
+
+    weights: None (cache, then download), a file (single-file entries), a folder holding the
+    entry's files under their official names, or a URL (single-file entries).
+    verify: extra check run on a freshly downloaded file of role "weights" before it enters the cache.
+    """
+    if not entry.files:
+        return {}
+    if weights is not None:
+        text = os.fspath(weights)
+        if _is_url(text):
+            if len(entry.files) != 1:
+                raise WeightsError(f"{entry.name} has {len(entry.files)} files; pass a folder, not one URL")
+            wf = entry.files[0]
+            name = Path(urllib.request.url2pathname(text.split("?")[0])).name or wf.filename
+            dest = weights_dir() / "url" / name
+            if not dest.is_file():
+                download(text, dest, verify=verify, progress=progress)
+            return {wf.filename: dest}
+        path = Path(text).expanduser()
+        if path.is_dir():
+            found, missing = {}, []
+            for wf in entry.files:
+                hits = [path / wf.filename] + sorted(path.rglob(wf.filename))
+                hit = next((h for h in hits if h.is_file()), None)
+                (found.__setitem__(wf.filename, hit) if hit else missing.append(wf.filename))
+            if missing:
+                raise WeightsError(f"{path} lacks {', '.join(missing)} needed by {entry.name}")
+            return found
+        if path.is_file():
+            if len(entry.files) > 1:
+                primary = [wf for wf in entry.files if wf.role == "weights"]
+                if len(primary) != 1:
+                    raise WeightsError(f"{entry.name} has several files; pass the folder that holds them")
+                rest = resolve(entry, None, download_missing, verify, progress) if download_missing else {}
+                return {**rest, primary[0].filename: path}
+            return {entry.files[0].filename: path}
+        raise WeightsError(f"weights file or folder {path} does not exist")
+
+    paths = {}
+    for wf in entry.files:
+        dest = cached_path(wf)
+        if not dest.is_file():
+            if not download_missing:
+                raise WeightsError(f"{entry.name}: {wf.filename} is not in the cache. " + _manual_hint(entry, wf))
+            errors = []
+            for url in wf.urls:
+                try:
+                    download(url, dest, wf=wf, verify=verify if wf.role == "weights" else None, progress=progress)
+                    break
+                except WeightsError as exc:
+                    errors.append(str(exc))
+            else:
+                raise WeightsError(
+                    f"{entry.name}: could not fetch {wf.filename} ({'; '.join(errors) or 'no download URL known'}). "
+                    + _manual_hint(entry, wf)
+                )
+        paths[wf.filename] = dest
+    return paths
+
+
+def read_checkpoint(path: str | os.PathLike) -> Any:
+    """Load a checkpoint file safely.
+
+    `weights_only=True` refuses arbitrary pickled code, so a downloaded file cannot run anything.
+    It still reads legacy (pre-1.6, non-zip) torch files such as DPR's `.t7` releases, whose
+    contents are plain tensors in an OrderedDict.
+    """
+    try:
+        return torch.load(os.fspath(path), map_location="cpu", weights_only=True)
+    except Exception as exc:
+        raise WeightsError(f"{path} is not a readable PyTorch checkpoint ({exc.__class__.__name__}: {exc})") from exc
+
+
+def extract_state_dict(checkpoint: Any, key: str | None = None) -> Mapping[str, torch.Tensor]:
+    """The state dict inside a checkpoint: `key` if given and present (GFPGAN: `params_ema`, falling
+    back to `params` as the official loader does), a facerestore training checkpoint's EMA weights,
+    or the checkpoint itself when it already is a state dict."""
+    if not isinstance(checkpoint, Mapping):
+        raise WeightsError(f"expected a state dict or a dict of state dicts, got {type(checkpoint).__name__}")
+    candidates = [key] if key else []
+    if key == "params_ema":
+        candidates.append("params")
+    candidates += ["net_ema", "params_ema", "params", "state_dict", "g_ema"]
+    for k in candidates:
+        if k in checkpoint and isinstance(checkpoint[k], Mapping):
+            return checkpoint[k]
+    if all(isinstance(v, torch.Tensor) for v in checkpoint.values()):
+        return checkpoint
+    raise WeightsError(f"no state dict found under {candidates} (keys: {list(checkpoint)[:8]})")
+
+
+def load_weights(net: torch.nn.Module, path: str | os.PathLike, key: str | None = None) -> None:
+    """Strictly load a checkpoint file into `net`; a mismatch names the missing/unexpected keys."""
+    state = extract_state_dict(read_checkpoint(path), key)
+    try:
+        net.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        raise WeightsError(f"{path} does not fit this architecture: {str(exc)[:2000]}") from exc
+
+
+def clear_cache(name_or_entry: ZooEntry | None = None) -> None:
+    """Remove cached weights of one entry (or the whole weights cache)."""
+    if name_or_entry is None:
+        shutil.rmtree(weights_dir(), ignore_errors=True)
+        return
+    for wf in name_or_entry.files:
+        cached_path(wf).unlink(missing_ok=True)
