@@ -1,0 +1,616 @@
+"""The training loop: fine-tune a zoo model (or train one from scratch) from a YAML config.
+
+    from facerestore.train import train
+    train("configs/gpen.yaml", hq="faces/hq", iters=20_000, out="runs/gpen")
+
+What a run writes to its output folder:
+- `last.pth` (every `log.checkpoint_every` iterations, at the end, on Ctrl-C/SIGTERM): written to a
+  temporary file and renamed, so it is always complete. `iter`, `net_ema` (EMA generator, the zoo
+  architecture's state-dict layout: `facerestore.load(config, weights=".../last.pth")` loads it),
+  `net`, `discriminators`, `optimizers`, `scaler`, `rng` (python/numpy/torch per process), `config`.
+  With `log.snapshots` also `iter_<N>.pth`.
+- `log.csv` (losses, learning rate, seconds per iteration), `val.csv` (metrics of the EMA generator
+  on the validation faces, iteration 0 = before training), `samples/iter_<N>.png` (input | EMA output
+  | ground truth), `tensorboard/` (when tensorboard is installed), `config.yaml` (the resolved config).
+
+`resume=True` continues from `last.pth` exactly: networks, EMA, optimisers, loss scaler, iteration,
+random states and the data order (see data.py), so the losses match an uninterrupted run.
+A non-finite loss stops the run with an error (TrainingError); `last.pth` keeps the last good state.
+
+Multi-GPU: launch with `torchrun --nproc_per_node=N -m facerestore train CONFIG ...`: one process per
+GPU, DistributedDataParallel, `data.batch_size` per GPU; rank 0 writes logs and checkpoints.
+"""
+from __future__ import annotations
+
+import copy
+import csv
+import dataclasses
+import itertools
+import math
+import os
+import random
+import signal
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import yaml
+from torch import nn
+from torch.utils.data import DataLoader, default_collate
+from tqdm.auto import tqdm
+
+from .. import hub
+from ..registry import ZooEntry
+from .config import Config, ConfigError, SchedulerConfig, base_entry, entry_from_config, load_config
+from .data import EpochIndexed, StreamBatchSampler, fixed_items, relight_datasets, restoration_datasets
+from .recipes import Recipe, build_recipe, family_of, set_requires_grad
+
+CHECKPOINT_FORMAT = "facerestore-train/1"
+
+
+class TrainingError(RuntimeError):
+    """Training cannot go on (e.g. a non-finite loss); the message says what to try."""
+
+
+# ---- small pure helpers -------------------------------------------------------------------------------
+def lr_factor(it: int, schedule: SchedulerConfig, total_iters: int) -> float:
+    """Learning-rate multiplier at iteration `it` (1-based): linear warm-up, then constant,
+    multistep (times gamma at each milestone passed) or cosine (down to min_lr_ratio at the end)."""
+    if schedule.warmup_iters > 0 and it <= schedule.warmup_iters:
+        return it / schedule.warmup_iters
+    if schedule.type == "multistep":
+        return schedule.gamma ** sum(it > m for m in schedule.milestones)
+    if schedule.type == "cosine":
+        span = max(1, total_iters - schedule.warmup_iters)
+        progress = min(1.0, (it - schedule.warmup_iters) / span)
+        return schedule.min_lr_ratio + (1 - schedule.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+    return 1.0
+
+
+def ema_decay(decay: float, num_updates: int, warmup: bool) -> float:
+    """EMA decay after `num_updates` updates; with warm-up min(decay, (1 + n) / (10 + n)), so the EMA
+    follows the network early on instead of averaging in its random initialisation."""
+    return min(decay, (1 + num_updates) / (10 + num_updates)) if warmup else decay
+
+
+@torch.no_grad()
+def update_ema(ema: nn.Module, net: nn.Module, decay: float) -> None:
+    """ema = decay * ema + (1 - decay) * net for parameters; buffers (BN statistics, spectral-norm
+    vectors, ...) are copied."""
+    for ema_param, param in zip(ema.parameters(), net.parameters()):
+        ema_param.lerp_(param.detach(), 1.0 - decay)
+    for ema_buffer, buffer in zip(ema.buffers(), net.buffers()):
+        ema_buffer.copy_(buffer)
+
+
+def capture_rng() -> dict:
+    """Python, numpy (legacy global) and torch (CPU + CUDA) random states, storable with weights_only."""
+    kind, keys, pos, has_gauss, gauss = np.random.get_state()
+    return {
+        "python": random.getstate(),
+        "numpy": {"keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos), "has_gauss": int(has_gauss),
+                  "gauss": float(gauss)},
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+
+
+def restore_rng(state: dict) -> None:
+    version, internal, gauss_next = state["python"]
+    random.setstate((version, tuple(internal), gauss_next))
+    n = state["numpy"]
+    np.random.set_state(("MT19937", n["keys"].numpy().astype(np.uint32), n["pos"], n["has_gauss"], n["gauss"]))
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
+def save_atomic(obj: Any, path: Path) -> Path:
+    """torch.save to a temporary file beside `path`, fsync, then rename over it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def _ignore_sigint(_worker_id: int) -> None:
+    # DataLoader workers leave Ctrl-C to the main process, which saves a checkpoint and shuts them down.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+def _unwrap(net: nn.Module) -> nn.Module:
+    return net.module if isinstance(net, nn.parallel.DistributedDataParallel) else net
+
+
+@dataclasses.dataclass
+class DistInfo:
+    rank: int = 0
+    world_size: int = 1
+    local_rank: int = 0
+
+    @property
+    def is_main(self) -> bool:
+        return self.rank == 0
+
+    @property
+    def enabled(self) -> bool:
+        return self.world_size > 1
+
+
+def init_distributed() -> DistInfo:
+    """Join the process group when launched by torchrun (WORLD_SIZE > 1): NCCL on GPUs, gloo on CPU."""
+    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    if world_size <= 1:
+        return DistInfo()
+    info = DistInfo(int(os.environ["RANK"]), world_size, int(os.environ.get("LOCAL_RANK", "0")))
+    if not dist.is_initialized():
+        if torch.cuda.is_available():
+            torch.cuda.set_device(info.local_rank)
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    return info
+
+
+# ---- logs ---------------------------------------------------------------------------------------------
+class CSVLog:
+    """A CSV file with a fixed header; rows beyond `keep_until` are dropped on resume (a killed run may
+    have logged iterations after its last checkpoint)."""
+
+    def __init__(self, path: Path, columns: list[str], keep_until: int | None = None) -> None:
+        self.path, self.columns = path, columns
+        rows = []
+        if keep_until is not None and path.is_file():
+            with open(path, newline="") as f:
+                rows = [r for r in csv.DictReader(f) if int(float(r["iter"])) <= keep_until]
+        with open(path, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=columns, extrasaction="ignore")
+            writer.writeheader()
+            writer.writerows(rows)
+
+    def write(self, row: dict) -> None:
+        with open(self.path, "a", newline="") as f:
+            csv.DictWriter(f, fieldnames=self.columns, extrasaction="ignore").writerow(
+                {k: (f"{v:.6g}" if isinstance(v, float) else v) for k, v in row.items()})
+
+
+def read_csv(path: str | os.PathLike) -> list[dict[str, float]]:
+    """Rows of a log.csv / val.csv as floats (empty cells are left out)."""
+    with open(path, newline="") as f:
+        return [{k: float(v) for k, v in row.items() if v not in ("", None)} for row in csv.DictReader(f)]
+
+
+def tensorboard_writer(log_dir: Path, purge_step: int | None) -> Any:
+    try:
+        from torch.utils.tensorboard import SummaryWriter
+    except ImportError:  # tensorboard is optional (pip install "facerestore[train]")
+        tqdm.write("tensorboard is not installed: logging to CSV only (pip install tensorboard)")
+        return None
+    return SummaryWriter(str(log_dir), purge_step=purge_step)
+
+
+# ---- the trainer --------------------------------------------------------------------------------------
+def build_generator(config: Config, entry: ZooEntry, progress: bool = True) -> nn.Module:
+    """The network to train: the zoo entry's, with its weights (fine-tuning), or freshly initialised."""
+    from ..api import load
+
+    if config.model.zoo and config.model.pretrained:
+        return load(config.model.zoo, weights=config.model.weights, device="cpu", detector=None, progress=progress,
+                    **config.model.config).net
+    net = entry.build()
+    dictionaries = [wf for wf in entry.files if wf.role == "dictionary"]
+    if dictionaries:  # DFDNet's component dictionaries are data, not trained weights
+        paths = hub.resolve(dataclasses.replace(base_entry(config), files=tuple(dictionaries)), progress=progress)
+        net.load_dictionaries(next(iter(paths.values())).parent)
+    return net
+
+
+class Trainer:
+    """One training run (see the module docstring). `fit()` runs it to `config.train.iters`."""
+
+    def __init__(self, config: Config, resume: bool = False, device: str | torch.device | None = None,
+                 progress: bool = True) -> None:
+        self.config = config
+        self.dist = init_distributed()
+        self.progress = progress and self.dist.is_main
+        if device is not None:
+            self.device = torch.device(device)
+        elif torch.cuda.is_available():
+            self.device = torch.device("cuda", self.dist.local_rank)
+        else:
+            self.device = torch.device("cpu")
+        self.out = Path(config.out or Path("runs") / config.name)
+        self.checkpoint_path = self.out / "last.pth"
+        if resume and not self.checkpoint_path.is_file():
+            raise FileNotFoundError(f"--resume: no checkpoint at {self.checkpoint_path} (check --out)")
+        if not resume and self.checkpoint_path.is_file():
+            raise FileExistsError(f"{self.checkpoint_path} exists: pass --resume to continue that run, "
+                                  "or choose another --out")
+        train_cfg = config.train
+        seed_everything(train_cfg.seed + self.dist.rank)
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = not train_cfg.deterministic
+            torch.backends.cudnn.deterministic = train_cfg.deterministic
+
+        self.entry = entry_from_config(config)
+        self.family = family_of(self.entry)
+        self.size = config.data.size or self.entry.face_size
+        self.recipe: Recipe = build_recipe(config, self.entry, self.size)
+        self.net = build_generator(config, self.entry, self.progress)
+        self.recipe.configure_generator(self.net)
+        self.net.to(self.device).train()
+        self.net_ema = copy.deepcopy(self.net).eval().requires_grad_(False)
+        self.recipe.loss_modules.to(self.device)
+        for disc in self.recipe.discriminators.values():
+            disc.to(self.device).train()
+
+        def adam(params: list, opt: Any) -> torch.optim.Optimizer:
+            return torch.optim.Adam(params, lr=opt.lr, betas=tuple(opt.betas), weight_decay=opt.weight_decay)
+
+        trainable = [p for p in self.net.parameters() if p.requires_grad]
+        self.optimizers = {"g": adam(trainable, train_cfg.optim_g)}
+        for name, disc in self.recipe.discriminators.items():
+            self.optimizers[name] = adam(list(disc.parameters()), train_cfg.optim_d)
+        self.base_lrs = {name: [g["lr"] for g in opt.param_groups] for name, opt in self.optimizers.items()}
+
+        use_amp = train_cfg.amp and self.device.type == "cuda"
+        self.amp_dtype = (torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16) if use_amp else None
+        self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
+
+        self.net_train: nn.Module = self.net
+        if self.dist.enabled:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            # find_unused_parameters: some layers are idle by design (GFP-GAN's toRGBs once the pyramid
+            # loss is off, DFDNet's to_rgb0..3)
+            self.net_train = nn.parallel.DistributedDataParallel(self.net, device_ids=ids, find_unused_parameters=True)
+            self.recipe.d_train = {name: nn.parallel.DistributedDataParallel(d, device_ids=ids)
+                                   for name, d in self.recipe.discriminators.items()}
+
+        datasets = relight_datasets if self.family == "dpr" else restoration_datasets
+        self.train_set, self.val_set = datasets(config, self.size)
+        # a few fixed faces for the sample grids: validation faces, else training faces (epoch 0)
+        self.preview_items = list(fixed_items(self.val_set or self.train_set, config.log.sample_count))
+
+        self.iter = 0
+        self.metric_fns: dict[str, Any] = {}
+        self.last_metrics: dict[str, float] = {}
+        self.stop_requested = False
+        if resume:
+            self._load_checkpoint()  # restores the random states last, after everything that draws from them
+
+    # -- checkpoints
+    def _state(self, rng_states: list[dict]) -> dict:
+        return {
+            "format": CHECKPOINT_FORMAT,
+            "iter": self.iter,
+            "name": self.config.name,
+            "net_ema": self.net_ema.state_dict(),
+            "net": self.net.state_dict(),
+            "discriminators": {name: d.state_dict() for name, d in self.recipe.discriminators.items()},
+            "optimizers": {name: opt.state_dict() for name, opt in self.optimizers.items()},
+            "scaler": self.scaler.state_dict(),
+            "rng": rng_states,
+            "metrics": dict(self.last_metrics),
+            "config": _plain(self.config.to_dict()),
+        }
+
+    def save_checkpoint(self) -> Path | None:
+        """Write last.pth (and iter_<N>.pth with log.snapshots) atomically; collective under DDP."""
+        rng_states = [capture_rng()]
+        if self.dist.enabled:  # every process's random state, so that each resumes exactly
+            rng_states = [None] * self.dist.world_size
+            dist.all_gather_object(rng_states, capture_rng())
+        if not self.dist.is_main:
+            return None
+        state = self._state(rng_states)
+        save_atomic(state, self.checkpoint_path)
+        if self.config.log.snapshots:
+            save_atomic(state, self.out / f"iter_{self.iter:07d}.pth")
+        return self.checkpoint_path
+
+    def _load_checkpoint(self) -> None:
+        state = hub.read_checkpoint(self.checkpoint_path)
+        if state.get("format") != CHECKPOINT_FORMAT:
+            raise ConfigError(f"{self.checkpoint_path} is not a facerestore training checkpoint")
+        try:
+            self.net.load_state_dict(state["net"])
+            self.net_ema.load_state_dict(state["net_ema"])
+            for name, disc in self.recipe.discriminators.items():
+                disc.load_state_dict(state["discriminators"][name])
+            for name, opt in self.optimizers.items():
+                opt.load_state_dict(state["optimizers"][name])
+        except (KeyError, RuntimeError, ValueError) as exc:
+            raise ConfigError(f"{self.checkpoint_path} does not match this config (model or losses changed?): "
+                              f"{str(exc)[:500]}") from exc
+        self.scaler.load_state_dict(state["scaler"])
+        self.iter = int(state["iter"])
+        self.last_metrics = dict(state.get("metrics", {}))
+        rng_states = state["rng"]
+        if len(rng_states) == self.dist.world_size:
+            restore_rng(rng_states[self.dist.rank])
+        else:  # another number of processes: the data order still matches, the random draws cannot
+            tqdm.write(f"resuming with {self.dist.world_size} processes from a run with {len(rng_states)}: "
+                       "random draws (noise, flips) will differ from an uninterrupted run")
+            seed_everything(self.config.train.seed + 7919 * self.iter + self.dist.rank)
+
+    # -- one iteration
+    def _autocast(self) -> Any:
+        return torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.amp_dtype is not None)
+
+    def _augment(self, batch: dict) -> dict:
+        """Random horizontal flips of both images of each pair (from the saved torch RNG)."""
+        key = "lq" if "lq" in batch else "src"
+        n = batch[key].shape[0]
+        flipped = (torch.rand(n) < 0.5) if self.config.data.flip else torch.zeros(n, dtype=torch.bool)
+        batch = dict(batch)
+        for name, value in list(batch.items()):
+            if isinstance(value, torch.Tensor) and value.ndim == 4:
+                batch[name] = torch.where(flipped[:, None, None, None], value.flip(-1), value)
+        batch["flipped"] = flipped
+        return batch
+
+    def _check_finite(self, losses: dict[str, torch.Tensor], it: int, what: str) -> None:
+        values = {k: float(v.detach()) for k, v in losses.items()}
+        bad = not all(math.isfinite(v) for v in values.values())
+        if self.dist.enabled:  # every process stops together
+            flag = torch.tensor(float(bad), device=self.device)
+            dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+            bad = bool(flag.item())
+        if bad:
+            shown = ", ".join(f"{k}={v:.4g}" for k, v in values.items())
+            kept = (f"{self.checkpoint_path} (iteration {self._saved_iter}) is kept as the last good checkpoint"
+                    if self._saved_iter is not None else "no checkpoint had been written yet")
+            raise TrainingError(
+                f"non-finite {what} loss at iteration {it} ({shown}); training stopped. {kept}. Try a lower "
+                "learning rate (train.optim_g.lr / optim_d.lr), train.grad_clip, or train.amp: false, then "
+                "--resume.")
+
+    def train_step(self, batch: dict, it: int) -> dict[str, float]:
+        recipe = self.recipe
+        for name, opt in self.optimizers.items():
+            factor = lr_factor(it, self.config.train.scheduler, self.config.train.iters)
+            for group, base in zip(opt.param_groups, self.base_lrs[name]):
+                group["lr"] = base * factor
+        batch = recipe.prepare(self._augment(batch), self.device)
+        discriminators = list(recipe.discriminators.values())
+
+        set_requires_grad(discriminators, False)
+        with self._autocast():
+            out = recipe.forward(self.net_train, batch)
+            g_losses = recipe.generator_losses(out, batch, it)
+        g_total = sum(g_losses.values())
+        self._check_finite({**g_losses, "total": g_total}, it, "generator")
+        opt_g = self.optimizers["g"]
+        opt_g.zero_grad(set_to_none=True)
+        self.scaler.scale(g_total).backward()
+        if self.config.train.grad_clip:
+            self.scaler.unscale_(opt_g)
+            torch.nn.utils.clip_grad_norm_([p for g in opt_g.param_groups for p in g["params"]],
+                                           self.config.train.grad_clip)
+        self.scaler.step(opt_g)
+        logs = {k: float(v.detach()) for k, v in g_losses.items()}
+
+        if discriminators:
+            set_requires_grad(discriminators, True)
+            for name in recipe.discriminators:
+                self.optimizers[name].zero_grad(set_to_none=True)
+            with self._autocast():
+                d_losses = recipe.discriminator_losses(out, batch, it)
+            d_terms = {k: v for k, v in d_losses.items() if not k.endswith("_score")}
+            self._check_finite(d_terms, it, "discriminator")
+            self.scaler.scale(sum(d_terms.values())).backward()
+            regularization = recipe.regularization_losses(batch, it)
+            if regularization:
+                self._check_finite(regularization, it, "regularization")
+                self.scaler.scale(sum(regularization.values())).backward()
+            for name in recipe.discriminators:
+                self.scaler.step(self.optimizers[name])
+            logs.update({k: float(v.detach()) for k, v in {**d_losses, **regularization}.items()})
+        self.scaler.update()
+        ema_cfg = self.config.train.ema
+        update_ema(self.net_ema, self.net, ema_decay(ema_cfg.decay, it - 1, ema_cfg.warmup))
+        logs["lr"] = opt_g.param_groups[0]["lr"]
+        return logs
+
+    # -- validation and samples
+    @torch.no_grad()
+    def evaluate(self, it: int, metrics: bool = True, samples: bool = True) -> dict[str, float]:
+        """Run the EMA generator on the validation faces: metrics (mean over faces) and a sample grid.
+        Uses its own seeded random stream, so training draws are unaffected."""
+        from ..data import labelled_grid
+        from ..imageio import write_image
+        from ..metrics import get_metric
+
+        if metrics and self.val_set is not None and not self.metric_fns:  # networks (LPIPS, ...) load once
+            self.metric_fns = {name: get_metric(name) for name in self.config.log.val_metrics}
+        results: dict[str, list[float]] = {}
+        previews = []
+        metrics = metrics and self.val_set is not None
+        items = fixed_items(self.val_set) if metrics else iter(self.preview_items if samples else [])
+        devices = [self.device] if self.device.type == "cuda" else []
+        with torch.random.fork_rng(devices=devices), self._autocast():
+            torch.manual_seed(self.config.train.seed)
+            while chunk := list(itertools.islice(items, self.config.data.batch_size)):
+                batch = self.recipe.prepare(default_collate(chunk), self.device)
+                inputs, outputs, references = self.recipe.validation_pairs(self.net_ema, batch)
+                for inp, outp, ref in zip(inputs, outputs, references):
+                    if metrics:
+                        for name, metric in self.metric_fns.items():
+                            results.setdefault(name, []).append(metric(outp, ref))
+                            results.setdefault(f"{name}_input", []).append(metric(inp, ref))
+                    if samples and len(previews) < 3 * self.config.log.sample_count:
+                        previews += [inp, outp, ref]
+        mean = {k: float(np.mean(v)) for k, v in results.items()}
+        if samples and previews:
+            labels = ["input", f"EMA output, iter {it}", "ground truth"] * (len(previews) // 3)
+            grid = labelled_grid(previews, labels, columns=3, tile=min(self.size, 256))
+            write_image(self.out / "samples" / f"iter_{it:07d}.png", grid)
+        return mean
+
+    def _log_validation(self, it: int, metrics: dict[str, float]) -> None:
+        if not metrics:
+            return
+        self.last_metrics = {"iter": it, **metrics}
+        self.val_log.write({"iter": it, **metrics})
+        if self.tb is not None:
+            for k, v in metrics.items():
+                self.tb.add_scalar(f"val/{k}", v, it)
+
+    # -- the loop
+    def _batches(self) -> Iterator[dict]:
+        sampler = StreamBatchSampler(len(self.train_set), self.config.data.batch_size, self.config.train.seed,
+                                     start_iter=self.iter, rank=self.dist.rank, world_size=self.dist.world_size)
+        loader = DataLoader(EpochIndexed(self.train_set), batch_sampler=sampler, num_workers=self.config.data.num_workers,
+                            pin_memory=self.device.type == "cuda",
+                            generator=torch.Generator().manual_seed(self.config.train.seed),  # not the global RNG
+                            worker_init_fn=_ignore_sigint if self.config.data.num_workers > 0 else None)
+        return iter(loader)
+
+    def _install_signal_handlers(self) -> dict:
+        if threading.current_thread() is not threading.main_thread():
+            return {}
+
+        def request_stop(signum: int, _frame: Any) -> None:
+            if self.stop_requested:
+                raise KeyboardInterrupt
+            self.stop_requested = True
+            if self.dist.is_main:
+                tqdm.write(f"{signal.Signals(signum).name}: saving a checkpoint after this iteration "
+                           "(press Ctrl-C again to abort without saving)")
+
+        previous = {}
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            previous[sig] = signal.signal(sig, request_stop)
+        return previous
+
+    def _stop_agreed(self) -> bool:
+        if not self.dist.enabled:
+            return self.stop_requested
+        flag = torch.tensor(float(self.stop_requested), device=self.device)
+        dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+        return bool(flag.item())
+
+    def fit(self) -> dict[str, Any]:
+        """Train up to config.train.iters; returns {"iter", "checkpoint", "metrics", "stopped"}."""
+        cfg, log_cfg, total = self.config, self.config.log, self.config.train.iters
+        resumed_from = self.iter
+        self._saved_iter = self.iter if resumed_from else None
+        is_main = self.dist.is_main
+        self.tb = None
+        if is_main:
+            self.out.mkdir(parents=True, exist_ok=True)
+            with open(self.out / "config.yaml", "w") as f:
+                yaml.safe_dump(_plain(cfg.to_dict()), f, sort_keys=False)
+            keep = resumed_from if resumed_from else None
+            self.train_log = CSVLog(self.out / "log.csv", ["iter", "lr", *self.recipe.log_keys(), "sec_per_iter"], keep)
+            metric_columns = [m for name in log_cfg.val_metrics for m in (name, f"{name}_input")]
+            self.val_log = CSVLog(self.out / "val.csv", ["iter", *metric_columns], keep)
+            if log_cfg.tensorboard:
+                self.tb = tensorboard_writer(self.out / "tensorboard", resumed_from + 1 if resumed_from else None)
+            if resumed_from == 0:
+                self._log_validation(0, self.evaluate(0))  # where the run starts from
+        previous_handlers = self._install_signal_handlers()
+        bar = tqdm(total=total, initial=self.iter, desc=cfg.name, unit="it", dynamic_ncols=True,
+                   disable=not self.progress)
+        window: dict[str, list[float]] = {}
+        window_start = time.perf_counter()
+        stopped = False
+        try:
+            batches = self._batches()
+            for it in range(self.iter + 1, total + 1):
+                try:
+                    batch = next(batches)
+                except RuntimeError:
+                    if not self.stop_requested:  # a DataLoader worker died on Ctrl-C: state is that of it - 1
+                        raise
+                    stopped = True
+                    break
+                logs = self.train_step(batch, it)
+                self.iter = it
+                for k, v in logs.items():
+                    window.setdefault(k, []).append(v)
+                bar.update(1)
+                if is_main and (it % log_cfg.every == 0 or it == total):
+                    row = {k: float(np.mean(v)) for k, v in window.items()}
+                    row["sec_per_iter"] = (time.perf_counter() - window_start) / len(window["lr"])
+                    self.train_log.write({"iter": it, **row})
+                    if self.tb is not None:
+                        for k, v in row.items():
+                            self.tb.add_scalar(f"train/{k}", v, it)
+                    bar.set_postfix({k: f"{row[k]:.3g}" for k in list(self.recipe.log_keys())[:3] if k in row})
+                    window, window_start = {}, time.perf_counter()
+                if is_main:
+                    do_val = self.val_set is not None and (
+                        (log_cfg.val_every and it % log_cfg.val_every == 0) or it == total)
+                    do_samples = bool(log_cfg.sample_every) and (it % log_cfg.sample_every == 0 or it == total)
+                    if do_val or do_samples:
+                        self._log_validation(it, self.evaluate(it, metrics=do_val, samples=do_samples))
+                stopped = self._stop_agreed()
+                if it % log_cfg.checkpoint_every == 0 or it == total or stopped:
+                    self.save_checkpoint()
+                    self._saved_iter = it
+                if stopped:
+                    break
+            if stopped and self._saved_iter != self.iter:
+                self.save_checkpoint()
+                self._saved_iter = self.iter
+        finally:
+            bar.close()
+            for sig, handler in previous_handlers.items():
+                signal.signal(sig, handler)
+            if self.tb is not None:
+                self.tb.close()
+        if stopped and is_main:
+            tqdm.write(f"stopped at iteration {self.iter}; resume with --resume (checkpoint {self.checkpoint_path})")
+        return {"iter": self.iter, "checkpoint": self.checkpoint_path, "metrics": dict(self.last_metrics),
+                "stopped": stopped}
+
+
+def _plain(value: Any) -> Any:
+    """Tuples -> lists, recursively (YAML- and weights_only-friendly)."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def train(config: Config | str | os.PathLike, *, hq: str | os.PathLike | None = None,
+          lq: str | os.PathLike | None = None, iters: int | None = None, out: str | os.PathLike | None = None,
+          resume: bool = False, device: str | torch.device | None = None, progress: bool = True) -> dict[str, Any]:
+    """Train from a config (a path or a Config); keyword arguments override the config's data.hq,
+    data.lq, train.iters (the TOTAL count: a resumed run continues up to it) and out."""
+    config = load_config(config) if not isinstance(config, Config) else copy.deepcopy(config)
+    if hq is not None:
+        config.data.hq = os.fspath(hq)
+    if lq is not None:
+        config.data.lq = os.fspath(lq)
+    if iters is not None:
+        if iters < 1:
+            raise ConfigError("--iters must be at least 1")
+        config.train.iters = int(iters)
+    if out is not None:
+        config.out = os.fspath(out)
+    trainer = Trainer(config, resume=resume, device=device, progress=progress)
+    try:
+        return trainer.fit()
+    finally:
+        if trainer.dist.enabled and dist.is_initialized():
+            dist.destroy_process_group()

@@ -1,0 +1,170 @@
+"""GPEN (Yang et al., CVPR 2021): the blind face restoration models GPEN-BFR-256/512/1024/2048 and the
+colorization, inpainting and segmentation-to-face heads released with them (same architecture,
+`FullGenerator`), plus `GPENRestorer`, which adds the heads' task methods.
+
+All files are bare state dicts (GPEN's loader applies no key unless `--key` is given). Inputs are
+aligned faces resized to the network size, RGB in [-1, 1] (seg2face: [0, 1], GPEN's `is_norm=False`);
+GPEN aligns with its own 5-point reference (`template="gpen"`).
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import cv2
+import numpy as np
+import torch
+
+from ..archs.gpen import FullGenerator
+from ..imageio import to_bgr_uint8
+from ..registry import WeightFile, ZooEntry, register
+from ..restorer import FaceRestorer
+
+_REPO = "https://github.com/yangxy/GPEN"
+_OSS = "https://public-vigen-video.oss-cn-shanghai.aliyuncs.com/robin/models"
+_MODELSCOPE_HIRES = "damo/cv_gpen_image-portrait-enhancement-hires"
+_MODELSCOPE_FILE = "https://www.modelscope.cn/api/v1/models/{model}/repo?Revision=master&FilePath={file}"
+_PAPER = "Yang, Ren, Xie, Zhang. GAN Prior Embedded Network for Blind Face Restoration in the Wild. CVPR 2021"
+_LICENSE = ("no license file in the GPEN repository; (c) Alibaba DAMO Academy - research use, contact the "
+            "authors for commercial use")
+_RESTORER = "facerestore.zoo.gpen:GPENRestorer"
+
+
+class GPENRestorer(FaceRestorer):
+    """FaceRestorer for GPEN's networks.
+
+    - Output conversion as GPEN's `FaceGAN.tensor2img`: clip to [0, 1], x255, truncate to uint8.
+    - `colorize`, `inpaint`, `seg2face`: the tasks of the colorization / inpainting / seg2face heads,
+      on aligned face images (resized to the network size and back, as GPEN's `FaceGAN.process`).
+      `restore(photo)` also works with these heads: it finds, aligns and pastes back the faces
+      (colorization converts the face crops to grey first, as GPEN's demo does).
+    """
+
+    def to_image(self, tensor: torch.Tensor) -> np.ndarray:
+        lo, hi = self.entry.input_range
+        x = ((tensor.detach().float() - lo) / (hi - lo)).clamp_(0, 1)
+        if self.entry.color == "rgb":
+            x = x.flip(1)
+        return (x.permute(0, 2, 3, 1) * 255.0).to(torch.uint8).cpu().numpy()  # truncation, like GPEN
+
+    def forward_faces(self, crops: np.ndarray, crop_landmarks: np.ndarray, seed: int | None = None) -> np.ndarray:
+        if self.entry.task == "colorize":
+            crops = np.stack([gray_bgr(crop) for crop in crops]) if len(crops) else crops
+        return super().forward_faces(crops, crop_landmarks, seed=seed)
+
+    def colorize(self, img: Any) -> np.ndarray:
+        """Colour an aligned face (grey or colour; only its luminance is used): BGR uint8 of the
+        input's size. Input: anything `restore` accepts (array, path, PIL image)."""
+        self._require_task("colorize")
+        return self._run_aligned(gray_bgr(to_bgr_uint8(img)[0]))
+
+    def inpaint(self, img: Any, mask: np.ndarray) -> np.ndarray:
+        """Fill the holes of an aligned face: `mask` (H, W), nonzero = hole. As in GPEN's demo, the
+        holes are painted white (255) in the input before the network sees it; the whole face comes
+        back as the network's output (BGR uint8 of the input's size)."""
+        self._require_task("inpaint")
+        bgr = to_bgr_uint8(img)[0]
+        mask = np.asarray(mask)
+        if mask.ndim == 3:
+            mask = mask.max(axis=2)
+        if mask.shape != bgr.shape[:2]:
+            raise ValueError(f"the mask must be {bgr.shape[:2]} (the image's height, width), got {mask.shape}")
+        holed = bgr.copy()
+        holed[mask != 0] = 255
+        return self._run_aligned(holed)
+
+    def seg2face(self, seg: Any) -> np.ndarray:
+        """A face from a face-parsing map: `seg` is the colour-coded parsing image (BGR uint8, as
+        GPEN's demo reads its examples/segs files with cv2.imread); BGR uint8 of the input's size."""
+        self._require_task("seg2face")
+        return self._run_aligned(to_bgr_uint8(seg)[0])
+
+    def _require_task(self, task: str) -> None:
+        if self.entry.task != task:
+            heads = {"colorize": "gpen-colorization-1024", "inpaint": "gpen-inpainting-1024",
+                     "seg2face": "gpen-seg2face-512"}
+            raise RuntimeError(f"{self.entry.name} is a {self.entry.task!r} model; {task}() needs "
+                               f"load({heads[task]!r})")
+
+    def _run_aligned(self, bgr: np.ndarray) -> np.ndarray:
+        """Resize to the network size (cv2 bilinear, as FaceGAN.process), forward, resize back."""
+        size = self.entry.face_size
+        h, w = bgr.shape[:2]
+        crop = bgr if (h, w) == (size, size) else cv2.resize(bgr, (size, size), interpolation=cv2.INTER_LINEAR)
+        out = self.forward_faces(crop[None], np.zeros((1, 5, 2), np.float32))[0]
+        return out if (h, w) == (size, size) else cv2.resize(out, (w, h), interpolation=cv2.INTER_LINEAR)
+
+
+def gray_bgr(bgr: np.ndarray) -> np.ndarray:
+    """Grey image with 3 equal channels (GPEN's colorization input: BGR -> GRAY -> BGR)."""
+    return cv2.cvtColor(cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY), cv2.COLOR_GRAY2BGR)
+
+
+def _gpen(name: str, size: int, channel_multiplier: int, narrow: float, filename: str, urls: tuple[str, ...],
+          task: str, description: str, notes: str, aliases: tuple[str, ...] = (),
+          input_range: tuple[float, float] = (-1.0, 1.0)) -> None:
+    register(ZooEntry(
+        name=name,
+        arch=FullGenerator,
+        # FaceGAN.load_model: FullGenerator(in_size, 512, n_mlp=8, channel_multiplier, narrow=narrow, device)
+        arch_config=dict(size=size, style_dim=512, n_mlp=8, channel_multiplier=channel_multiplier, narrow=narrow),
+        files=(WeightFile(filename, urls, state_dict_key=None),),
+        task=task,
+        restorer=_RESTORER,
+        face_size=size,
+        template="gpen",
+        color="rgb",
+        input_range=input_range,
+        forward_kwargs={},  # FaceGAN.process: out, _ = model(img_t)
+        aliases=aliases,
+        license=_LICENSE,
+        commercial_use=False,
+        paper=_PAPER,
+        source=_REPO,
+        description=description,
+        notes=notes,
+    ))
+
+
+_gpen("gpen-bfr-256", 256, 1, 0.5, "GPEN-BFR-256.pth", (f"{_OSS}/GPEN-BFR-256.pth",), "restore",
+      "GPEN blind face restoration at 256x256 (a light model: channel multiplier 1, narrow 0.5)",
+      "Config from GPEN's run.sh / misc/predict.py: --in_size 256 --channel_multiplier 1 --narrow 0.5.")
+_gpen("gpen-bfr-512", 512, 2, 1, "GPEN-BFR-512.pth", (f"{_OSS}/GPEN-BFR-512.pth",), "restore",
+      "GPEN blind face restoration at 512x512, the default GPEN",
+      "Config from GPEN's README / run.sh: --in_size 512 --channel_multiplier 2 --narrow 1. GPEN's demo "
+      "blends the output with the input (--alpha 1 by default = no blend); use restore(fidelity=1 - alpha).",
+      aliases=("gpen",))
+_gpen("gpen-bfr-1024", 1024, 2, 1, "GPEN-BFR-1024.pth",
+      (_MODELSCOPE_FILE.format(model=_MODELSCOPE_HIRES, file="pytorch_model.pt"),), "restore",
+      "GPEN blind face restoration at 1024x1024",
+      f"Distributed through ModelScope ({_MODELSCOPE_HIRES}) as pytorch_model.pt; it is cached here as "
+      "GPEN-BFR-1024.pth (pass weights='/path/to/pytorch_model.pt' to use a manual download). The GPEN repo "
+      "has no BFR-1024 command line: channel multiplier 2 and narrow 1 are GPEN's demo defaults, its "
+      "ONNX export script and ModelScope's pipeline for this file (FullGenerator(1024, 512, 8, 2, narrow=1), "
+      "strict loading); the file itself was not checked here.")
+_gpen("gpen-bfr-2048", 2048, 2, 1, "GPEN-BFR-2048.pth",
+      (_MODELSCOPE_FILE.format(model=_MODELSCOPE_HIRES, file="pytorch_model-2048.pt"), f"{_OSS}/GPEN-BFR-2048.pth"),
+      "restore",
+      "GPEN blind face restoration at 2048x2048",
+      f"Config from GPEN's run.sh: --in_size 2048 --channel_multiplier 2 --narrow 1 (--alpha 0.8 there: "
+      f"restore(fidelity=0.2) for the same blend). Distributed through ModelScope ({_MODELSCOPE_HIRES}) as "
+      "pytorch_model-2048.pt, cached here as GPEN-BFR-2048.pth. Needs a lot of memory on CPU (2048x2048 "
+      "feature maps).")
+# The other heads of the release, configs as GPEN's demo.py / run.sh use them (FaceColorization,
+# FaceInpainting, Segmentation2Face with their defaults channel_multiplier=2, narrow=1).
+_gpen("gpen-colorization-1024", 1024, 2, 1, "GPEN-Colorization-1024.pth", (f"{_OSS}/GPEN-Colorization-1024.pth",),
+      "colorize", "GPEN face colorization at 1024x1024: a grey aligned face in, a colour face out",
+      "run.sh: demo.py --task FaceColorization --model GPEN-Colorization-1024 --in_size 1024 (FaceColorization "
+      "defaults channel_multiplier=2, narrow=1: our assumption from those defaults, the file was not checked). "
+      "The demo feeds a 3-channel grey image (BGR->GRAY->BGR); GPENRestorer.colorize does the same.")
+_gpen("gpen-inpainting-1024", 1024, 2, 1, "GPEN-Inpainting-1024.pth", (f"{_OSS}/GPEN-Inpainting-1024.pth",),
+      "inpaint", "GPEN face inpainting at 1024x1024: fills holes (painted white) in an aligned face",
+      "run.sh: demo.py --task FaceInpainting --model GPEN-Inpainting-1024 --in_size 1024 (FaceInpainting "
+      "defaults channel_multiplier=2, narrow=1: our assumption from those defaults, the file was not checked). "
+      "The demo paints random brush-stroke holes white (255) on the face; GPENRestorer.inpaint(img, mask) "
+      "paints the mask's nonzero pixels white the same way.")
+_gpen("gpen-seg2face-512", 512, 2, 1, "GPEN-Seg2face-512.pth", (f"{_OSS}/GPEN-Seg2face-512.pth",),
+      "seg2face", "GPEN segmentation-to-face at 512x512: a colour-coded face-parsing map in, a face out",
+      "run.sh: demo.py --task Segmentation2Face --model GPEN-Seg2face-512 --in_size 512 (Segmentation2Face "
+      "defaults channel_multiplier=2, narrow=1: our assumption from those defaults, the file was not checked). "
+      "The demo builds it with is_norm=False: input and output in [0, 1], not [-1, 1].",
+      input_range=(0.0, 1.0))

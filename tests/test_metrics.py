@@ -1,0 +1,237 @@
+"""Metrics: BasicSR-convention PSNR/SSIM/NIQE against reference numbers, LPIPS/FID/identity/LMD code
+paths with local files, and the offline error messages."""
+from __future__ import annotations
+
+import math
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from conftest import shared_path
+from facerestore import hub
+from facerestore.metrics import compute, get_metric, list_metrics
+from facerestore.metrics.niqe import matlab_imresize, niqe
+
+NIQE_PARAMS = "weights/metrics/niqe_pris_params.npz"
+
+
+def noisy_pair(size: int = 64, sigma: float = 12.0, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    y, x = np.mgrid[0:size, 0:size]
+    clean = np.stack([x * 3, y * 3, (x + y) * 2], axis=2).clip(0, 255).astype(np.uint8)
+    noisy = np.clip(clean + rng.normal(0, sigma, clean.shape), 0, 255).astype(np.uint8)
+    return noisy, clean
+
+
+def read(relpath: str) -> np.ndarray:
+    return cv2.imread(str(shared_path(relpath)), cv2.IMREAD_COLOR)
+
+
+# ---------------------------------------------------------------- registry
+def test_registry_lists_directions_references_and_weights():
+    metrics = list_metrics()
+    assert {"psnr", "ssim", "lpips", "niqe", "ids", "deg", "lmd", "fid"} <= set(metrics)
+    assert not metrics["psnr"].lower_is_better and not metrics["ssim"].lower_is_better
+    assert not metrics["ids"].lower_is_better
+    assert all(metrics[m].lower_is_better for m in ("lpips", "niqe", "deg", "lmd", "fid"))
+    assert not metrics["niqe"].needs_reference and metrics["lpips"].needs_reference
+    assert not metrics["psnr"].needs_weights and metrics["lpips"].needs_weights and metrics["niqe"].needs_weights
+    assert metrics["fid"].inputs == "folders"
+    assert "si_mse" in metrics  # the relighting module is present in this tree
+    assert compute("si_mse", np.array([1.0, 2.0]), np.array([2.0, 4.0])) == pytest.approx(0.0)
+    with pytest.raises(KeyError, match="psnr"):
+        compute("psnrr", *noisy_pair())
+
+
+# ---------------------------------------------------------------- PSNR / SSIM
+def test_psnr_hand_computed_and_skimage():
+    from skimage.metrics import peak_signal_noise_ratio
+
+    zeros, tens = np.zeros((8, 8, 3), np.uint8), np.full((8, 8, 3), 10, np.uint8)
+    assert compute("psnr", tens, zeros) == pytest.approx(10 * math.log10(255**2 / 100), abs=1e-12)
+    assert compute("psnr", zeros, zeros) == math.inf
+    noisy, clean = noisy_pair()
+    assert compute("psnr", noisy, clean) == pytest.approx(peak_signal_noise_ratio(clean, noisy, data_range=255),
+                                                           abs=1e-12)
+    # Y channel (MATLAB BT.601): pure red gives Y = 16 + 65.481, black gives 16
+    red = np.zeros((8, 8, 3), np.uint8)
+    red[..., 2] = 255
+    assert compute("psnr", red, zeros, test_y_channel=True) == pytest.approx(
+        10 * math.log10(255**2 / 65.481**2), abs=1e-4)
+    # crop_border ignores the edges
+    edged = clean.copy()
+    edged[:2] = 0
+    assert compute("psnr", edged, clean, crop_border=2) == math.inf
+
+
+def test_ssim_hand_computed_and_skimage():
+    from skimage.metrics import structural_similarity
+
+    a, b = np.full((32, 32, 3), 100, np.uint8), np.full((32, 32, 3), 110, np.uint8)
+    c1 = (0.01 * 255) ** 2  # flat images: only the luminance term remains
+    assert compute("ssim", a, b) == pytest.approx((2 * 100 * 110 + c1) / (100**2 + 110**2 + c1), abs=1e-12)
+    noisy, clean = noisy_pair(96)
+    assert compute("ssim", clean, clean) == pytest.approx(1.0, abs=1e-12)
+    ours = compute("ssim", noisy, clean)
+    # skimage with the same definition: Gaussian 1.5 (truncate 3.5 -> 11x11), population covariance;
+    # it filters with reflected borders but averages only pixels 5 px inside: BasicSR's 'valid' region.
+    reference = structural_similarity(clean, noisy, gaussian_weights=True, sigma=1.5, use_sample_covariance=False,
+                                      data_range=255, channel_axis=2)
+    assert ours == pytest.approx(reference, abs=1e-9)
+    assert 0.2 < ours < 0.9
+    with pytest.raises(ValueError, match="shapes differ"):
+        compute("ssim", noisy[:-1], clean)
+
+
+def test_psnr_ssim_match_basicsr(shared):
+    # Reference: BasicSR 1.4.2 `calculate_psnr` / `calculate_ssim` (basicsr/metrics/psnr_ssim.py from the
+    # PyPI sdist, run outside this repo with small import shims) on cv2.imread of these files.
+    lq, hq = read("data/ffhq/val/lq/ffhq_00000.png"), read("data/ffhq/val/hq/ffhq_00000.png")
+    assert compute("psnr", lq, hq) == pytest.approx(24.535713558244233, abs=1e-10)
+    assert compute("ssim", lq, hq) == pytest.approx(0.7081659402208714, abs=1e-10)
+    assert compute("psnr", lq, hq, crop_border=4, test_y_channel=True) == pytest.approx(27.04314211417215, abs=1e-10)
+    assert compute("ssim", lq, hq, crop_border=4, test_y_channel=True) == pytest.approx(0.7980921869950195, abs=1e-10)
+
+
+# ---------------------------------------------------------------- NIQE
+# Reference values: BasicSR 1.4.2 `calculate_niqe(img, 0, input_order="HWC", convert_to="y")`, run from
+# the PyPI sdist's own files (basicsr/metrics/niqe.py + metric_util.py, utils/color_util.py,
+# utils/matlab_functions.py loaded by path with import shims, outside this repo) on cv2.imread(path,
+# IMREAD_UNCHANGED) of each file, torch 2.14.1 (MKL, AVX512), numpy 2.4, scipy 1.17.
+# NIQE's float32 local variance amplifies last-bit changes of the half-size image: on another BLAS
+# the reference itself can move by ~0.01 on some images; ours follows the same arithmetic.
+NIQE_REFERENCE = {
+    "data/real/cropped/Adele_crop.png": 7.872444413435473,
+    "data/real/cropped/cf_0143.png": 12.053294048025784,
+    "data/real/cropped/Justin_Timberlake_crop.png": 11.773614474345788,
+    "data/ffhq/val/lq/ffhq_00000.png": 14.024943014415848,
+}
+
+
+def test_niqe_matches_basicsr(shared):
+    metric = get_metric("niqe", weights=shared(NIQE_PARAMS))
+    for relpath, reference in NIQE_REFERENCE.items():
+        assert abs(metric(read(relpath)) - reference) < 1e-3, relpath
+
+
+def test_niqe_orders_quality_and_options(shared):
+    params = shared(NIQE_PARAMS)
+    hq = cv2.resize(read("data/ffhq/hq/00002.png"), (384, 384), interpolation=cv2.INTER_AREA)
+    blurred = cv2.GaussianBlur(hq, (0, 0), 3)
+    assert niqe(blurred, weights=params) > niqe(hq, weights=params) + 1
+    gray = niqe(hq, convert_to="gray", weights=params)
+    assert abs(gray - niqe(hq, weights=params)) < 1.0
+    assert niqe(hq, crop_border=4, weights=params) != niqe(hq, weights=params)
+    with pytest.raises(ValueError, match="two whole 96x96 blocks"):
+        niqe(hq[:191, :191], weights=params)
+
+
+def test_matlab_imresize_properties():
+    flat = np.full((20, 30), 0.25, np.float32)
+    out = matlab_imresize(flat, 0.5)
+    assert out.shape == (10, 15) and np.allclose(out, 0.25, atol=1e-7)
+    ramp = np.tile(np.arange(32, dtype=np.float32), (8, 1))
+    half = matlab_imresize(ramp, 0.5)
+    # a linear ramp stays linear inside (MATLAB: output pixel k sits at input 2k + 0.5)
+    np.testing.assert_allclose(half[:, 4:12], np.tile(np.arange(4, 12) * 2 + 0.5, (4, 1)), atol=1e-4)
+
+
+def test_niqe_offline_error_names_file_and_url(monkeypatch):
+    monkeypatch.delenv("FACERESTORE_NIQE_PARAMS", raising=False)
+    with pytest.raises(hub.WeightsError) as err:
+        get_metric("niqe", download=False)
+    message = str(err.value)
+    assert "niqe_pris_params.npz" in message and "BasicSR" in message and "FACERESTORE_NIQE_PARAMS" in message
+    monkeypatch.setenv("FACERESTORE_NIQE_PARAMS", str(shared_path(NIQE_PARAMS)))
+    assert get_metric("niqe", download=False)(noisy_pair(192)[1]) > 0
+
+
+# ---------------------------------------------------------------- LPIPS
+def alexnet_features_file(path) -> str:
+    """A torchvision-format AlexNet file with random (untrained) features: exercises the real loading
+    code without ImageNet weights. Not a real LPIPS."""
+    import torchvision
+
+    torch.manual_seed(0)
+    features = torchvision.models.alexnet().features.state_dict()
+    torch.save({f"features.{k}": v for k, v in features.items()}, path)
+    return str(path)
+
+
+def test_lpips_offline_error(monkeypatch):
+    monkeypatch.delenv("FACERESTORE_LPIPS_BACKBONE", raising=False)
+    monkeypatch.setenv("TORCH_HOME", "/nonexistent-torch-home")
+    with pytest.raises(hub.WeightsError) as err:
+        get_metric("lpips", download=False)
+    message = str(err.value)
+    assert "alexnet-owt-7be5be79.pth" in message and "https://download.pytorch.org/models/" in message
+    assert "FACERESTORE_LPIPS_BACKBONE" in message and "weights=" in message
+
+
+def test_lpips_loads_local_backbone_and_shipped_linear_layers(tmp_path):
+    import lpips as lpips_package
+
+    from facerestore.metrics.perceptual import shipped_linear_weights
+
+    metric = get_metric("lpips", weights=alexnet_features_file(tmp_path / "alexnet.pth"), device="cpu")
+    shipped = torch.load(shipped_linear_weights("alex"), map_location="cpu", weights_only=True)
+    assert torch.equal(metric.model.lin0.model[1].weight, shipped["lin0.model.1.weight"])
+    assert isinstance(metric.model, lpips_package.LPIPS)
+    noisy, clean = noisy_pair(64)
+    assert metric(clean, clean) == pytest.approx(0.0, abs=1e-7)
+    d1, d2 = metric(noisy, clean), metric(clean, noisy)
+    assert d1 > 1e-4 and d1 == pytest.approx(d2, rel=1e-5)
+    more_noise = noisy_pair(64, sigma=40)[0]
+    assert metric(more_noise, clean) > d1
+
+
+def test_lpips_rejects_a_wrong_file(tmp_path):
+    wrong = tmp_path / "wrong.pth"
+    torch.save({"conv.weight": torch.zeros(1)}, wrong)
+    with pytest.raises(hub.WeightsError, match="not torchvision alex weights"):
+        get_metric("lpips", weights=wrong)
+
+
+# ---------------------------------------------------------------- FID
+def test_fid_offline_error(monkeypatch):
+    monkeypatch.delenv("FACERESTORE_FID_WEIGHTS", raising=False)
+    monkeypatch.setenv("TORCH_HOME", "/nonexistent-torch-home")
+    with pytest.raises(hub.WeightsError) as err:
+        get_metric("fid", download=False)
+    message = str(err.value)
+    assert "pt_inception-2015-12-05-6726825d.pth" in message and "mseitzer/pytorch-fid" in message
+    assert "FACERESTORE_FID_WEIGHTS" in message
+
+
+def test_fid_network_equals_pytorch_fid_and_distance(tmp_path, monkeypatch):
+    from pytorch_fid.inception import InceptionV3
+
+    from facerestore.imageio import write_image
+    from facerestore.metrics.fid import FID_FILE, build_fid_inception
+
+    torch.manual_seed(0)
+    weights = tmp_path / "hub" / "checkpoints" / FID_FILE  # random weights: tests the plumbing only
+    weights.parent.mkdir(parents=True)
+    torch.save(build_fid_inception().state_dict(), weights)
+    metric = get_metric("fid", weights=weights, device="cpu", progress=False)
+    # pytorch-fid's own InceptionV3 finds the same file in torch's cache: features must agree
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    reference_net = InceptionV3([0, 3]).eval()
+    x = torch.rand(1, 3, 80, 80, generator=torch.Generator().manual_seed(1))
+    with torch.inference_mode():
+        expected_64, expected_2048 = (f.mean(dim=(2, 3)) for f in reference_net(x))
+    torch.testing.assert_close(metric.features(x), expected_2048, rtol=1e-4, atol=1e-5)
+    small = get_metric("fid", weights=weights, device="cpu", dims=64, progress=False)
+    torch.testing.assert_close(small.features(x), expected_64, rtol=1e-4, atol=1e-5)
+
+    # the distance (on 64-d features: the 2048-d matrix square root is slow on a test machine)
+    a, b = tmp_path / "a", tmp_path / "b"
+    for k in range(4):
+        write_image(a / f"{k}.png", noisy_pair(64, seed=k)[1])
+        write_image(b / f"{k}.png", noisy_pair(64, sigma=60, seed=k)[0])
+    same, different = small(a, a), small(a, b)
+    assert abs(same) < 1e-3 * different and different > 0
+    with pytest.raises(ValueError, match="folders"):
+        small(a / "0.png", b)
