@@ -369,11 +369,11 @@ class Scorer:
                 self.loaded[name] = _make_metric(name, device, options.get(name, {}))
             except Exception as exc:  # weights missing offline, face pipeline absent, ...: report, go on
                 self.skipped[name] = _reason(exc)
-        self.image_metrics = [m for m in metrics if known[m].inputs == "images"]
+        self.image_metrics = [m for m in metrics if known[m].inputs == "images" and m in self.loaded]
         self.folder_metrics = [m for m in metrics if known[m].inputs == "folders"]
 
     def missing(self, record: dict) -> list[str]:
-        return [m for m in self.image_metrics if m in self.loaded and m not in record["metrics"]]
+        return [m for m in self.image_metrics if m not in record["metrics"]]
 
     def score(self, restored: np.ndarray, reference: np.ndarray, record: dict) -> bool:
         """Add the metrics `record` lacks (a failure gives NaN and the reason); True if any was added."""

@@ -14,8 +14,8 @@ changes). Why not scikit-learn: the vectors are long (C*S*S = 1,152 to 387,200 v
 face over the 16 dictionaries) and a real build uses thousands of faces, so the data lives in
 memory-mapped files on disk and is streamed through the device in chunks of rows; scikit-learn's
 KMeans needs it all in memory (as float32/64 arrays) and runs on the CPU only, MiniBatchKMeans only
-approximates Lloyd. Distances use ||x||^2 - 2 x.c + ||c||^2 with matrix products (GPU with
-`device="cuda"`). Empty clusters keep their previous centre. Deterministic for a given `seed`.
+approximates Lloyd. Distances use ||x||^2 - 2 x.c + ||c||^2 with matrix products on centred data
+(GPU with `device="cuda"`). Empty clusters keep their previous centre. Deterministic for a given `seed`.
 """
 from __future__ import annotations
 
@@ -158,8 +158,19 @@ def kmeans(data: np.ndarray | torch.Tensor, k: int, iterations: int = 50, seed: 
     device = torch.device(device or "cpu")
     rng = np.random.default_rng(seed)
 
+    def raw_rows(s: slice) -> torch.Tensor:
+        chunk = data[s] if torch.is_tensor(data) else torch.from_numpy(np.array(data[s], dtype=np.float32))
+        return chunk.to(device, torch.float32)
+
+    # Work on centred data: the features share a large positive offset (post-ReLU), and the squared
+    # distances ||x||^2 - 2 x.c + ||c||^2 would lose their small differences to float32 cancellation.
+    offset = torch.zeros(dim, dtype=torch.float64, device=device)
+    for s in _chunks(n, chunk_rows):
+        offset += raw_rows(s).double().sum(0)
+    offset = (offset / n).float()
+
     def rows(s: slice) -> torch.Tensor:
-        return torch.as_tensor(np.asarray(data[s]) if not torch.is_tensor(data) else data[s]).to(device, torch.float32)
+        return raw_rows(s) - offset
 
     squared = torch.cat([rows(s).square().sum(1) for s in _chunks(n, chunk_rows)])
 
@@ -192,7 +203,7 @@ def kmeans(data: np.ndarray | torch.Tensor, k: int, iterations: int = 50, seed: 
         counts = torch.bincount(labels, minlength=k)
         filled = counts > 0
         centres[filled] = (sums[filled] / counts[filled, None]).float()
-    return centres.cpu().numpy(), labels.cpu().numpy()
+    return (centres + offset).cpu().numpy(), labels.cpu().numpy()
 
 
 def _save_npy(path: Path, array: np.ndarray) -> None:
@@ -236,6 +247,10 @@ def build_dictionaries(
     from .zoo.dfdnet import part_locations_from_landmarks5
 
     paths = list_images(faces) if isinstance(faces, (str, os.PathLike)) else [Path(p) for p in faces]
+    if clusters < 1:
+        raise ValueError(f"clusters must be at least 1, got {clusters}")
+    if aligned and len(paths) < clusters:  # one face per image: known before any encoding
+        raise ValueError(f"{len(paths)} faces are fewer than the {clusters} clusters asked for")
     out_dir = Path(out_dir).expanduser()
     out_dir.mkdir(parents=True, exist_ok=True)
     device = torch.device(device) if device is not None else torch.device("cpu")

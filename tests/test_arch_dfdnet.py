@@ -195,7 +195,8 @@ def test_each_face_of_a_batch_uses_its_own_boxes(net):
     """swap_components on a batch of two = on each face alone (the official code handles one face)."""
     net.set_dictionaries(random_dictionaries(k=5, seed=1))
     generator = torch.Generator().manual_seed(3)
-    features = [torch.randn(2, c, s, s, generator=generator).relu() for c, s in ((128, 256), (256, 128), (512, 64), (512, 32))]
+    sizes = ((128, 256), (256, 128), (512, 64), (512, 32))
+    features = [torch.randn(2, c, s, s, generator=generator).relu() for c, s in sizes]
     boxes = [[[152, 190, 233, 271], [279, 190, 360, 271], [234, 306, 279, 351], [203, 339, 311, 447]],
              [[120, 160, 200, 240], [300, 170, 380, 250], [220, 280, 280, 340], [180, 330, 330, 460]]]
     with torch.inference_mode():
@@ -222,7 +223,8 @@ def test_empty_box_is_a_clear_error(net):
 def test_vgg_features_follow_the_official_in_place_relu(net):
     with torch.inference_mode():
         features = net.VggExtract(torch.rand(1, 3, 64, 64) * 2 - 1)
-    assert [tuple(f.shape[1:]) for f in features] == [(128, 32, 32), (256, 16, 16), (512, 8, 8), (512, 4, 4)]
+    # inputs narrower than 224 are resized to 224 first, as the official preprocess does
+    assert [tuple(f.shape[1:]) for f in features] == [(128, 112, 112), (256, 56, 56), (512, 28, 28), (512, 14, 14)]
     assert all(bool((f >= 0).all()) for f in features[:3])  # relu2_2, relu3_4, relu4_4
     assert bool((features[3] < 0).any())  # conv5_4 before its ReLU
 

@@ -89,6 +89,15 @@ def test_official_call_seeded_like_the_official_run_reproduces_it(name):
     assert_matches_official(run(net, case, inject_noise=False), case)
 
 
+def test_noise_shapes_describe_the_official_draws():
+    case = load_case("gfpgan_v1_random_noise")
+    decoder = build(case).stylegan_decoder
+    assert decoder.noise_shapes(2) == [tuple(n.shape) for n in case["random_noise"]]
+    torch.manual_seed(case["rng_seed"])  # the official draws are plain randn calls in this order
+    for shape, drawn in zip(decoder.noise_shapes(2), case["random_noise"]):
+        torch.testing.assert_close(torch.randn(shape), drawn, rtol=0, atol=0)
+
+
 def test_fresh_noise_is_reproducible_by_seed_and_differs_between_seeds():
     case = load_case("gfpgan_clean_random_noise")
     net = build(case)
@@ -132,6 +141,15 @@ def test_training_backward_pass(cls, input_is_latent, different_w):
             assert p.grad is None  # the mapping network is bypassed
         else:
             assert p.grad is not None and torch.isfinite(p.grad).all() and p.grad.abs().sum() > 0, name
+
+
+def test_bfloat16_autocast_runs_close_to_float32():
+    case = load_case("gfpgan_clean_sfthalf")
+    net = build(case)
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        image, _ = net(case["input"], **case["forward_kwargs"])
+    expected = case["output"]["image"]
+    assert (image.float() - expected).square().mean().sqrt() < 0.05 * expected.square().mean().sqrt()
 
 
 def test_decoder_load_path_and_fix_decoder(tmp_path):

@@ -68,6 +68,14 @@ def test_forward_matches_official(name):
             torch.testing.assert_close(net(case["input"][i:i + 1])[0], case["output"]["image"][i:i + 1], **TOL)
 
 
+def test_bfloat16_autocast_runs_close_to_float32():
+    case = load_case("gpen_c2")
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        image, _ = build(case)(case["input"])
+    expected = case["output"]["image"]
+    assert (image.float() - expected).square().mean().sqrt() < 0.05 * expected.square().mean().sqrt()
+
+
 def test_forward_is_deterministic_and_returns_latents():
     net = FullGenerator(32, **SMALL).eval()
     x = torch.rand(2, 3, 32, 32) * 2 - 1

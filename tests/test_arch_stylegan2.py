@@ -9,8 +9,8 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from facerestore.archs.stylegan2 import (CLEAN, ORIGINAL, FIRFilter, ModulatedConv2d, Variant, fused_leaky_relu,
-                                         log2_size, make_fir_kernel, upfirdn2d)
+from facerestore.archs.stylegan2 import (CLEAN, ORIGINAL, FIRFilter, ModulatedConv2d, StyleConv, StyledConv,
+                                         Variant, fused_leaky_relu, log2_size, make_fir_kernel, upfirdn2d)
 
 
 def upfirdn2d_by_definition(x, kernel, up, down, pad):
@@ -94,6 +94,43 @@ def test_modulated_conv_matches_reference_for_batches_and_single_samples(variant
     torch.testing.assert_close(conv(x, style), expected, rtol=0, atol=1e-12)  # batch: activation modulation
     for i in range(3):  # one sample: weight modulation
         torch.testing.assert_close(conv(x[i:i + 1], style[i:i + 1]), expected[i:i + 1], rtol=0, atol=1e-12)
+    # the fused output gain and bias
+    bias = torch.randn(5, dtype=torch.float64)
+    fused = expected * 1.7 + bias.view(1, 5, 1, 1)
+    torch.testing.assert_close(conv(x, style, gain=1.7, bias=bias), fused, rtol=0, atol=1e-12)
+    torch.testing.assert_close(conv(x[:1], style[:1], gain=1.7, bias=bias), fused[:1], rtol=0, atol=1e-12)
+
+
+def randomize(module: torch.nn.Module) -> torch.nn.Module:
+    with torch.no_grad():
+        for p in module.parameters():
+            p.copy_(torch.randn_like(p))
+    return module.double()
+
+
+@pytest.mark.parametrize("batch", [1, 2])
+def test_style_convs_follow_the_official_formulas(batch):
+    x, style = torch.randn(batch, 4, 6, 6, dtype=torch.float64), torch.randn(batch, 8, dtype=torch.float64)
+    noise = torch.randn(batch, 1, 6, 6, dtype=torch.float64)
+    sqrt2 = math.sqrt(2)
+    # BasicSR (GFPGANv1): fused_leaky_relu(conv + w * noise, activate.bias)
+    layer = randomize(StyleConv(4, 3, 3, 8, variant=ORIGINAL))
+    conv = modulated_conv_reference(layer.modulated_conv, x, style)
+    expected = F.leaky_relu(conv + layer.weight * noise + layer.activate.bias.view(1, 3, 1, 1), 0.2) * sqrt2
+    torch.testing.assert_close(layer(x, style, noise), expected, rtol=0, atol=1e-12)
+    # GFPGANv1Clean: leaky_relu(conv * sqrt(2) + w * noise + bias)
+    layer = randomize(StyleConv(4, 3, 3, 8, variant=CLEAN))
+    conv = modulated_conv_reference(layer.modulated_conv, x, style)
+    expected = F.leaky_relu(conv * sqrt2 + layer.weight * noise + layer.bias, 0.2)
+    torch.testing.assert_close(layer(x, style, noise), expected, rtol=0, atol=1e-12)
+    # GPEN: fused_leaky_relu(cat([conv, w * feature]) or conv + w * noise, activate.bias)
+    feature = torch.randn(batch, 3, 6, 6, dtype=torch.float64)
+    for isconcat, injected in [(True, feature), (False, noise)]:
+        layer = randomize(StyledConv(4, 3, 3, 8, isconcat=isconcat))
+        conv = modulated_conv_reference(layer.conv, x, style)
+        mixed = torch.cat([conv, layer.noise.weight * injected], 1) if isconcat else conv + layer.noise.weight * injected
+        expected = F.leaky_relu(mixed + layer.activate.bias.view(1, -1, 1, 1), 0.2) * sqrt2
+        torch.testing.assert_close(layer(x, style, injected), expected, rtol=0, atol=1e-12)
 
 
 def test_log2_size_rejects_non_powers_of_two():

@@ -86,15 +86,25 @@ def test_degraded_folder_matches_degrade_on_a_real_face(shared):
     assert degrade(hq, "codeformer", seed=0).shape == hq.shape
 
 
-def test_alignment_needs_the_face_pipeline(shared, tmp_path):
+def test_alignment_with_the_real_detector(shared, tmp_path):
     pytest.importorskip("facerestore.face.detect", reason="face pipeline not present yet")
-    weights = shared("weights/retinaface/mobilenet0.25_Final.pth")
-    ds = DegradedFolderDataset(shared("data/real/whole"), "gfpgan", size=128, seed=0, align=True,
-                               detector="retinaface-mobile0.25-1mb", detector_weights=str(weights))
+    from facerestore.face.align import estimate_affine, template, warp_faces
+    from facerestore.face.detect import load_detector
+    from facerestore.imageio import read_image
+
+    weights = str(shared("weights/retinaface/mobilenet0.25_Final.pth"))
+    photo = read_image(shared("data/real/whole/Blake_Lively.jpg"))  # two faces; the most confident is used
+    write_image(tmp_path / "photos" / "blake.png", photo)
+    ds = DegradedFolderDataset(tmp_path / "photos", "gfpgan", size=128, seed=0, align=True,
+                               detector="retinaface-mobile0.25-1mb", detector_weights=weights)
     name, lq, hq, params = ds.load(0)
-    assert hq.shape == (128, 128, 3) and lq.shape == (128, 128, 3)
-    write_image(tmp_path / "flat.png", np.full((64, 64, 3), 128, np.uint8))
-    flat = DegradedFolderDataset(tmp_path, "gfpgan", size=64, align=True, detector="retinaface-mobile0.25-1mb",
-                                 detector_weights=str(weights))
+    assert name == "blake" and hq.shape == lq.shape == (128, 128, 3) and params["target_steps"] == []
+    found = load_detector("retinaface-mobile0.25-1mb", weights=weights).detect(photo)
+    assert len(found.scores) == 2
+    affine = estimate_affine(found.landmarks[int(np.argmax(found.scores))], template("ffhq", 128))
+    np.testing.assert_array_equal(hq, warp_faces(photo, affine[None], 128)[0])
+    write_image(tmp_path / "flat" / "flat.png", np.full((32, 32, 3), 128, np.uint8))
+    flat = DegradedFolderDataset(tmp_path / "flat", "gfpgan", size=64, align=True,
+                                 detector="retinaface-mobile0.25-1mb", detector_weights=weights)
     with pytest.raises(ValueError, match="no face found"):
         flat[0]

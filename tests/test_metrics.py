@@ -209,22 +209,27 @@ def test_fid_network_equals_pytorch_fid_and_distance(tmp_path, monkeypatch):
     from pytorch_fid.inception import InceptionV3
 
     from facerestore.imageio import write_image
-    from facerestore.metrics.fid import FID_FILE, build_fid_inception
+    from facerestore.metrics.fid import FID_FILE, LAYERS, build_fid_inception
 
     torch.manual_seed(0)
     weights = tmp_path / "hub" / "checkpoints" / FID_FILE  # random weights: tests the plumbing only
     weights.parent.mkdir(parents=True)
     torch.save(build_fid_inception().state_dict(), weights)
-    metric = get_metric("fid", weights=weights, device="cpu", progress=False)
-    # pytorch-fid's own InceptionV3 finds the same file in torch's cache: features must agree
+    small = get_metric("fid", weights=weights, device="cpu", dims=64, progress=False)
+    # pytorch-fid's own InceptionV3 finds the same file in torch's cache: the same modules in the
+    # same order (a full 2048-d forward of both would take seconds), and the same early features
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     reference_net = InceptionV3([0, 3]).eval()
+    theirs = [m for block in reference_net.blocks for m in block]
+    ours = [getattr(small.net, name) for name in LAYERS]
+    assert [type(m) for m in ours] == [type(m) for m in theirs]
+    for a, b in zip(ours, theirs):
+        assert all(torch.equal(x, y) for x, y in zip(a.state_dict().values(), b.state_dict().values()))
     x = torch.rand(1, 3, 80, 80, generator=torch.Generator().manual_seed(1))
+    reference_net.last_needed_block = 0  # pytorch-fid's forward stops there: block 0 only, no full forward
     with torch.inference_mode():
-        expected_64, expected_2048 = (f.mean(dim=(2, 3)) for f in reference_net(x))
-    torch.testing.assert_close(metric.features(x), expected_2048, rtol=1e-4, atol=1e-5)
-    small = get_metric("fid", weights=weights, device="cpu", dims=64, progress=False)
-    torch.testing.assert_close(small.features(x), expected_64, rtol=1e-4, atol=1e-5)
+        expected = reference_net(x)[0].mean(dim=(2, 3))
+    torch.testing.assert_close(small.features(x), expected, rtol=1e-4, atol=1e-5)
 
     # the distance (on 64-d features: the 2048-d matrix square root is slow on a test machine)
     a, b = tmp_path / "a", tmp_path / "b"
@@ -235,3 +240,47 @@ def test_fid_network_equals_pytorch_fid_and_distance(tmp_path, monkeypatch):
     assert abs(same) < 1e-3 * different and different > 0
     with pytest.raises(ValueError, match="folders"):
         small(a / "0.png", b)
+
+
+# ---------------------------------------------------------------- identity (ArcFace) and LMD
+def test_identity_offline_error(monkeypatch):
+    monkeypatch.delenv("FACERESTORE_ARCFACE_WEIGHTS", raising=False)
+    for name in ("ids", "deg"):
+        with pytest.raises(hub.WeightsError) as err:
+            get_metric(name, download=False)
+        message = str(err.value)
+        assert "recognition_arcface_ir_se50.pth" in message and "xinntao/facexlib/releases" in message
+        assert "FACERESTORE_ARCFACE_WEIGHTS" in message
+
+
+def test_identity_code_path_with_local_weights(shared, tmp_path, monkeypatch):
+    pytest.importorskip("facerestore.face.align", reason="face pipeline not present yet")
+    from facexlib.recognition.arcface_arch import Backbone
+
+    from facerestore.face.align import gpen_reference
+
+    torch.manual_seed(0)  # untrained ArcFace: exercises warping, loading and the maths, not real identity
+    weights = tmp_path / "recognition_arcface_ir_se50.pth"
+    torch.save(Backbone(50, 0.6, "ir_se").state_dict(), weights)
+    monkeypatch.setenv("FACERESTORE_ARCFACE_WEIGHTS", str(weights))
+    ids = get_metric("ids", device="cpu")
+    face = cv2.resize(read("data/ffhq/hq/00001.png"), (256, 256), interpolation=cv2.INTER_AREA)
+    other = cv2.resize(read("data/ffhq/hq/00004.png"), (256, 256), interpolation=cv2.INTER_AREA)
+    assert ids(face, face) == pytest.approx(1.0, abs=1e-5)
+    assert ids(face, other) < ids(face, cv2.GaussianBlur(face, (0, 0), 1.0)) < 1.0
+    deg = get_metric("deg", weights=weights, device="cpu")
+    assert deg(face, face) < 0.5 and deg(face, other) == pytest.approx(math.degrees(math.acos(ids(face, other))))
+    # ArcFace's own 112 px template (InsightFace), derived from the shared 96x112 reference
+    np.testing.assert_allclose(gpen_reference(112, inner_padding_factor=0.0)[0], [38.2946, 51.6963], atol=1e-4)
+
+
+def test_lmd_with_the_real_detector(shared):
+    pytest.importorskip("facerestore.face.detect", reason="face pipeline not present yet")
+    lmd = get_metric("lmd", detector="retinaface-mobile0.25-1mb",
+                     detector_weights=shared("weights/retinaface/mobilenet0.25_Final.pth"), device="cpu")
+    face = cv2.resize(read("data/ffhq/hq/00002.png"), (512, 512), interpolation=cv2.INTER_AREA)
+    assert lmd(face, face) == 0.0
+    # the same face moved 8 px right and 6 px down: every landmark moves by 10 px
+    shifted = cv2.warpAffine(face, np.float32([[1, 0, 8], [0, 1, 6]]), (512, 512), borderMode=cv2.BORDER_REFLECT)
+    assert lmd(shifted, face) == pytest.approx(10.0, abs=2.0)
+    assert math.isnan(lmd(np.full_like(face, 128), face))  # no face: NaN, not an error

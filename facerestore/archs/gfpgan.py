@@ -26,8 +26,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from .stylegan2 import (CLEAN, ORIGINAL, SQRT2, ConstantInput, ConvLayer, EqualConv2d, EqualLinear,
-                        FusedLeakyReLU, ScaledLeakyReLU, StyleConv, ToRGB, Variant, log2_size, to_fast_layout,
-                        stylegan2_channels, style_mlp)
+                        FusedLeakyReLU, ScaledLeakyReLU, StyleConv, ToRGB, Variant, log2_size, match_layout,
+                        style_mlp, stylegan2_channels, to_fast_layout)
 
 
 class StyleGAN2GeneratorSFT(nn.Module):
@@ -80,7 +80,7 @@ class StyleGAN2GeneratorSFT(nn.Module):
             raise ValueError(f"noise must hold {self.num_layers} tensors (or None), got {len(noise)}")
         latent = styles.unsqueeze(1).expand(-1, self.num_latent, -1) if styles.ndim < 3 else styles
 
-        out = to_fast_layout(self.constant_input(latent.shape[0]))
+        out = match_layout(self.constant_input(latent.shape[0]), conditions[0] if conditions else None)
         out = self.style_conv1(out, latent[:, 0], noise=noise[0])
         skip = self.to_rgb1(out, latent[:, 1])
         i = 1

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 
 from .stylegan2 import (ConstantInput, ConvLayer, EqualLinear, StyledConv, ToRGB, Variant, log2_size,
-                        stylegan2_channels, style_mlp, to_fast_layout)
+                        match_layout, style_mlp, stylegan2_channels, to_fast_layout)
 
 
 class Generator(nn.Module):
@@ -62,7 +62,7 @@ class Generator(nn.Module):
             style = truncation_latent + truncation * (style - truncation_latent)
         latent = style.unsqueeze(1).expand(-1, self.n_latent, -1) if style.ndim < 3 else style
 
-        out = to_fast_layout(self.input(latent.shape[0]))
+        out = match_layout(self.input(latent.shape[0]), noise[0])
         out = self.conv1(out, latent[:, 0], noise=noise[0])
         skip = self.to_rgb1(out, latent[:, 1])
         i = 1

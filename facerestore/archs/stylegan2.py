@@ -113,10 +113,17 @@ def stylegan2_channels(channel_multiplier: float = 2, narrow: float = 1.0) -> di
 
 def to_fast_layout(x: torch.Tensor) -> torch.Tensor:
     """channels_last on CPU, where oneDNN's convolutions (and depthwise FIR filters) run 1.5-10x
-    faster in it than in NCHW; other devices keep the caller's layout. Apply it to the network input
-    and to the generator's constant input, so that all feature maps share one layout (mixing the
-    two makes every concatenation and addition a slow strided copy)."""
+    faster in it than in NCHW; other devices keep the caller's layout."""
     return x.contiguous(memory_format=torch.channels_last) if x.device.type == "cpu" else x
+
+
+def match_layout(x: torch.Tensor, like: torch.Tensor | None) -> torch.Tensor:
+    """x in channels_last when `like` is, so that all feature maps share one layout (mixing the two
+    turns every concatenation and addition into a slow strided copy). For the generators' constant
+    input, which does not come from the network input."""
+    if like is not None and like.is_contiguous(memory_format=torch.channels_last) and not like.is_contiguous():
+        return x.contiguous(memory_format=torch.channels_last)
+    return x
 
 
 def log2_size(size: int) -> int:
@@ -203,9 +210,8 @@ class EqualConv2d(nn.Module):
         self.scale = 1 / math.sqrt(in_channels * kernel_size ** 2)
         self.stride, self.padding = stride, padding
 
-    def forward(self, x: torch.Tensor, extra_bias: torch.Tensor | None = None) -> torch.Tensor:
-        bias = self.bias if extra_bias is None else extra_bias
-        return F.conv2d(x, self.weight * self.scale, bias, self.stride, self.padding)
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.conv2d(x, self.weight * self.scale, self.bias, self.stride, self.padding)
 
 
 class FusedLeakyReLU(nn.Module):
@@ -255,7 +261,8 @@ class ConvLayer(nn.Sequential):
         conv = layers[0]
         if len(layers) == 2 and isinstance(layers[1], FusedLeakyReLU):
             # the activation's bias added by the convolution itself: one pass less
-            return F.leaky_relu_(conv(x, layers[1].bias).mul_(SQRT2), 0.2)
+            out = F.conv2d(x, conv.weight * conv.scale, layers[1].bias, conv.stride, conv.padding)
+            return F.leaky_relu_(out.mul_(SQRT2), 0.2)
         out = conv(x)
         return layers[1](out) if len(layers) == 2 else out
 
@@ -328,29 +335,41 @@ class ModulatedConv2d(nn.Module):
         else:
             self.modulation = EqualLinear(style_dim, in_channels, bias_init=1)
 
-    def forward(self, x: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, style: torch.Tensor, gain: float = 1.0,
+                bias: torch.Tensor | None = None) -> torch.Tensor:
+        """gain * (modulated convolution of x) + bias; `gain` and the per-output-channel `bias` (out,)
+        are fused into the convolution (the layers after it pass their activation gain and bias)."""
         b, c = x.shape[:2]
-        s = self.modulation(style) * self.weight_gain  # (B, in), the equalized-lr gain folded in
-        weight = self.weight[0]  # (out, in, k, k)
-        demod = None
+        # style and demodulation maths in (at least) float32, also under autocast / with half weights
+        dtype = torch.promote_types(self.weight.dtype, torch.float32)
+        s = self.modulation(style).to(dtype) * self.weight_gain  # (B, in), the equalized-lr gain folded in
+        weight = self.weight[0].to(dtype)  # (out, in, k, k)
+        out_scale = None  # (B, out): demodulation and gain
         if self.demodulate:  # 1 / |modulated weight| per sample and output channel
-            demod = torch.rsqrt(s.square() @ weight.square().sum([2, 3]).t() + self.eps)  # (B, out)
+            out_scale = torch.rsqrt(s.square() @ weight.square().sum([2, 3]).t() + self.eps) * gain
+        elif gain != 1.0:
+            out_scale = torch.full((b, self.out_channels), gain, dtype=dtype, device=s.device)
         if b == 1:
-            # one sample: style and demodulation folded into the weight -> one plain convolution
-            scale = s.view(1, c, 1, 1) if demod is None else s.view(1, c, 1, 1) * demod.view(-1, 1, 1, 1)
-            return self._convolve(x, weight * scale)
+            # one sample: style, demodulation and gain folded into the weight -> one plain convolution
+            scale = s.view(1, c, 1, 1) if out_scale is None else s.view(1, c, 1, 1) * out_scale.view(-1, 1, 1, 1)
+            return self._convolve(x, weight * scale, bias)
         # a batch: modulate the activations instead, so that all samples share one convolution
         out = self._convolve(x * s.view(b, c, 1, 1).to(x.dtype), weight)
-        return out if demod is None else out * demod.view(b, -1, 1, 1).to(out.dtype)
+        if out_scale is None:
+            return out if bias is None else out + bias.view(1, -1, 1, 1).to(out.dtype)
+        out_scale = out_scale.view(b, -1, 1, 1).to(out.dtype)
+        return out * out_scale if bias is None else torch.addcmul(bias.view(1, -1, 1, 1).to(out.dtype), out, out_scale)
 
-    def _convolve(self, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    def _convolve(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
         weight = weight.to(x.dtype)
+        bias = bias.to(x.dtype) if bias is not None else None
         if not self.upsample:
-            return F.conv2d(x, weight, padding=self.padding)
+            return F.conv2d(x, weight, bias, padding=self.padding)
         if self.clean:
             x = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
-            return F.conv2d(x, weight, padding=self.padding)
-        return self.blur(F.conv_transpose2d(x, weight.transpose(0, 1), stride=2))
+            return F.conv2d(x, weight, bias, padding=self.padding)
+        out = self.blur(F.conv_transpose2d(x, weight.transpose(0, 1), stride=2))
+        return out if bias is None else out.add_(bias.view(1, -1, 1, 1))
 
 
 class NoiseInjection(nn.Module):
@@ -372,7 +391,8 @@ class NoiseInjection(nn.Module):
 
 class StyleConv(nn.Module):
     """Modulated conv + noise + bias + leaky ReLU, in BasicSR/GFPGAN's layout: `modulated_conv`,
-    `weight` (noise strength), and `activate.bias` (C,) (original) or `bias` (1, C, 1, 1) (clean).
+    `weight` (noise strength), and `activate.bias` (C,) (original) or `bias` (1, C, 1, 1) (clean);
+    the bias and the activation gain are applied inside the modulated convolution.
 
     `noise`: (B or 1, 1, H, W) added to every channel; None draws fresh N(0, 1) noise."""
 
@@ -389,15 +409,15 @@ class StyleConv(nn.Module):
             self.activate = FusedLeakyReLU(out_channels)
 
     def forward(self, x: torch.Tensor, style: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
-        out = self.modulated_conv(x, style)
+        # original: leaky(conv + w * noise + b) * sqrt(2) = leaky(sqrt(2) conv + sqrt(2) w * noise + sqrt(2) b)
+        # clean:    leaky(sqrt(2) conv + w * noise + b)
+        # the sqrt(2) gain of the conv and the bias are fused into the modulated convolution
+        bias = self.bias.view(-1) if self.clean else self.activate.bias * SQRT2
+        out = self.modulated_conv(x, style, gain=SQRT2, bias=bias)
         if noise is None:
             noise = random_noise(out)
-        noise = noise.to(out.dtype) * self.weight.to(out.dtype)
-        if self.clean:
-            # the clean arch applies the activation's sqrt(2) gain before noise and bias
-            out = out.mul_(SQRT2).add_(noise).add_(self.bias.to(out.dtype))
-            return F.leaky_relu_(out, 0.2)
-        return self.activate(out.add_(noise))
+        strength = self.weight if self.clean else self.weight * SQRT2
+        return F.leaky_relu_(out.add_(noise.to(out.dtype) * strength.to(out.dtype)), 0.2)
 
 
 class StyledConv(nn.Module):
@@ -414,7 +434,18 @@ class StyledConv(nn.Module):
         self.activate = FusedLeakyReLU(out_channels * (2 if isconcat else 1))
 
     def forward(self, x: torch.Tensor, style: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
-        return self.activate(self.noise(self.conv(x, style), noise))
+        if not self.noise.concat:
+            return self.activate(self.noise(self.conv(x, style), noise))
+        # leaky(cat([conv, w * feature]) + b) * sqrt(2), with the sqrt(2) gain and the first half of the
+        # bias fused into the modulated convolution and the second half into the weighted feature
+        c = self.conv.out_channels
+        bias = self.activate.bias * SQRT2
+        out = self.conv(x, style, gain=SQRT2, bias=bias[:c])
+        if noise is None:
+            noise = random_noise(out)
+        feature = torch.addcmul(bias[c:].view(1, -1, 1, 1).to(out.dtype), noise.to(out.dtype),
+                                (self.noise.weight * SQRT2).to(out.dtype))
+        return F.leaky_relu_(torch.cat([out, feature], dim=1), 0.2)
 
 
 class ToRGB(nn.Module):
@@ -434,7 +465,7 @@ class ToRGB(nn.Module):
         self.add_module(conv_name, ModulatedConv2d(in_channels, 3, 1, style_dim, demodulate=False, variant=variant))
 
     def forward(self, x: torch.Tensor, style: torch.Tensor, skip: torch.Tensor | None = None) -> torch.Tensor:
-        out = getattr(self, self.conv_name)(x, style) + self.bias.to(x.dtype)
+        out = getattr(self, self.conv_name)(x, style, bias=self.bias.view(-1))
         if skip is not None:
             out = out + (self.upsample(skip) if self.upsample is not None else skip)
         return out

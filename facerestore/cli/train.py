@@ -4,6 +4,7 @@ model (or train one from scratch) as a YAML config says; checkpoints (last.pth),
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 
@@ -30,6 +31,8 @@ def run(args: argparse.Namespace) -> int:
     except FileExistsError as exc:
         print(f"facerestore train: error: {exc}", file=sys.stderr)
         return 1
+    if int(os.environ.get("RANK", "0")) != 0:  # torchrun: one report, from rank 0
+        return 0
     metrics = ", ".join(f"{k} {v:.3f}" for k, v in result["metrics"].items() if k != "iter")
     print(f"{'stopped' if result['stopped'] else 'done'} at iteration {result['iter']}: {result['checkpoint']}"
           + (f" ({metrics})" if metrics else ""))

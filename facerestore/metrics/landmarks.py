@@ -18,16 +18,20 @@ from .identity import face_landmarks
 
 
 class LandmarkDistance:
-    """LMD in pixels with a loaded detector; `metric(restored, reference)`."""
+    """LMD in pixels with a loaded detector; `metric(restored, reference)`.
+
+    detect_size: long side of the copy the detector runs on (320 suits aligned faces, see
+    face_landmarks; None: the detector's default, sized for whole photos)."""
 
     def __init__(self, detector: str = "retinaface-resnet50", detector_weights: str | os.PathLike | None = None,
-                 device: str | torch.device | None = None) -> None:
+                 device: str | torch.device | None = None, detect_size: int | None = 320) -> None:
         from ..face.detect import load_detector
 
         self.detector = load_detector(detector, weights=detector_weights, device=device)
+        self.detect_size = detect_size
 
     def landmarks(self, img: np.ndarray) -> np.ndarray | None:
-        return face_landmarks(img, None, self.detector)
+        return face_landmarks(img, None, self.detector, self.detect_size)
 
     def __call__(self, restored: np.ndarray, reference: np.ndarray) -> float:
         if reference is None:

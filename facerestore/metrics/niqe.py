@@ -187,7 +187,7 @@ def niqe(img: np.ndarray, crop_border: int = 0, convert_to: str = "y", weights: 
         if convert_to == "y":
             luma = bgr_to_y(img)
         elif convert_to == "gray":
-            luma = cv2.cvtColor(img.astype(np.float32) / 255.0, cv2.COLOR_BGR2GRAY).astype(np.float64) * 255.0
+            luma = cv2.cvtColor(img.astype(np.float32) / np.float32(255.0), cv2.COLOR_BGR2GRAY) * np.float32(255.0)
         else:
             raise ValueError(f"convert_to must be 'y' or 'gray', got {convert_to!r}")
     else:

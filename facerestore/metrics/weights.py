@@ -8,12 +8,13 @@ import os
 from pathlib import Path
 
 from .. import hub
-from ..losses.weights import loss_weights_path
 
 
 def metric_weights_path(metric: str, filename: str, url: str, weights: str | os.PathLike | None = None,
                         env: str | None = None, download: bool = True) -> Path:
     """Local path of a file `metric` needs; `weights` (or the `env` variable) names it explicitly."""
+    from ..losses.weights import loss_weights_path  # the shared lookup (imports the losses package)
+
     if weights is None and env and os.environ.get(env):
         weights = os.environ[env]
     try:

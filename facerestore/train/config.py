@@ -187,9 +187,9 @@ class LogConfig:
     every: int = 50  # write losses to log.csv (and TensorBoard) every N iterations
     checkpoint_every: int = 5000  # save last.pth every N iterations (and at the end, and on Ctrl-C)
     snapshots: bool = False  # also keep iter_<N>.pth at every checkpoint
-    val_every: int = 5000  # validate (PSNR, ...) every N iterations (0: only at the end)
+    val_every: int = 5000  # validate (PSNR, ...) every N iterations (0: only at the end); also before training
     val_metrics: list[str] = field(default_factory=lambda: ["psnr"])  # facerestore.metrics names
-    sample_every: int = 5000  # write a PNG grid (input | EMA output | ground truth) every N iterations
+    sample_every: int = 5000  # write a PNG grid (input | EMA output | ground truth) every N iterations (0: only at the end)
     sample_count: int = 4
     tensorboard: bool = True  # when tensorboard is installed
 

@@ -20,6 +20,7 @@ from torch import nn
 
 from .. import hub
 from ..archs import discriminators as discs
+from ..data.datasets import tensor_to_image
 from ..losses import (
     GANLoss, IdentityLoss, PerceptualLoss, PixelLoss, component_style_loss, crop_components,
     feature_consistency_loss, feature_matching_loss, gradient_l1, light_loss, pyramid_loss, r1_penalty,
@@ -55,6 +56,22 @@ def without_autocast(device_type: str) -> contextlib.AbstractContextManager:
 def set_requires_grad(modules: Any, flag: bool) -> None:
     for module in modules:
         module.requires_grad_(flag)
+
+
+def discriminator_loss(gan: GANLoss, disc: nn.Module, fake: torch.Tensor, real: torch.Tensor) -> torch.Tensor:
+    """The discriminator's adversarial loss: real judged real, (detached) fake judged fake."""
+    return gan(disc(real), True, is_disc=True) + gan(disc(fake.detach()), False, is_disc=True)
+
+
+def lazy_r1(gan_config: Any, disc: nn.Module, real: torch.Tensor, it: int) -> dict[str, torch.Tensor]:
+    """StyleGAN2's lazy R1: every `r1_every` iterations, gamma/2 * R1 * r1_every (so its average
+    strength is that of R1 at every step), in fp32."""
+    if gan_config is None or gan_config.r1 <= 0 or it % gan_config.r1_every != 0:
+        return {}
+    real = real.detach().float().requires_grad_(True)
+    with without_autocast(real.device.type):
+        penalty = r1_penalty(disc(real), real)
+    return {"d_r1": gan_config.r1 / 2 * penalty * gan_config.r1_every}
 
 
 class Recipe:
@@ -95,10 +112,9 @@ class Recipe:
         raise NotImplementedError
 
 
-def to_bgr_uint8(x: torch.Tensor) -> np.ndarray:
-    """(N, 3, H, W) RGB in [-1, 1] -> (N, H, W, 3) BGR uint8 (clamped, rounded)."""
-    x = ((x.detach().float().cpu() + 1) * 127.5).clamp_(0, 255).round_().to(torch.uint8)
-    return x.permute(0, 2, 3, 1).flip(-1).numpy()
+def to_bgr_uint8(batch: torch.Tensor) -> np.ndarray:
+    """(N, 3, H, W) RGB in [-1, 1] -> (N, H, W, 3) BGR uint8, as the datasets convert."""
+    return np.stack([tensor_to_image(x) for x in batch])
 
 
 class RestorationRecipe(Recipe):
@@ -248,23 +264,13 @@ class RestorationRecipe(Recipe):
         if cfg.components is not None:
             fake_crops = self._component_crops(fake, batch["boxes"])
             real_crops = self._component_crops(hq, batch["boxes"])
-            terms = []
-            for part in COMPONENTS:
-                disc = self.d_train[f"d_{part}"]
-                terms.append(self.component_gan(disc(real_crops[part]), True, is_disc=True)
-                             + self.component_gan(disc(fake_crops[part]), False, is_disc=True))
-            losses["d_components"] = sum(terms)
+            losses["d_components"] = sum(
+                discriminator_loss(self.component_gan, self.d_train[f"d_{part}"], fake_crops[part], real_crops[part])
+                for part in COMPONENTS)
         return losses
 
     def regularization_losses(self, batch: dict, it: int) -> dict[str, torch.Tensor]:
-        gan = self.loss_config.gan
-        if gan is None or gan.r1 <= 0 or it % gan.r1_every != 0:
-            return {}
-        real = batch["hq"].detach().float().requires_grad_(True)
-        with without_autocast(real.device.type):
-            penalty = r1_penalty(self.d_train["d"](real), real)
-        # gamma/2 * penalty, times the lazy interval so its average strength is as if applied every step
-        return {"d_r1": gan.r1 / 2 * penalty * gan.r1_every}
+        return lazy_r1(self.loss_config.gan, self.d_train.get("d"), batch["hq"], it)
 
     def log_keys(self) -> list[str]:
         cfg, keys = self.loss_config, []
@@ -314,6 +320,11 @@ class LightingFeatures:
         self.handle.remove()
 
 
+# Mirroring the image (X -> -X in DPR's frame, X = image right) flips the sign of the SH coefficients
+# odd in X: order [1, Y, Z, X, YX, YZ, 3Z^2-1, XZ, X^2-Y^2].
+MIRROR_SH_SIGNS = torch.tensor([1.0, 1.0, 1.0, -1.0, -1.0, 1.0, 1.0, -1.0, 1.0])
+
+
 class RelightRecipe(Recipe):
     def __init__(self, config: Config, entry: ZooEntry, size: int) -> None:
         self.size, self.entry = size, entry
@@ -338,7 +349,11 @@ class RelightRecipe(Recipe):
         self.d_train = dict(self.discriminators)
 
     def prepare(self, batch: dict, device: torch.device) -> dict:
-        return {k: batch[k].to(device, non_blocking=True) for k in ("src", "tgt", "src_sh", "tgt_sh")}
+        prepared = {k: batch[k].to(device, non_blocking=True) for k in ("src", "tgt", "src_sh", "tgt_sh")}
+        if "flipped" in batch:  # a mirrored face is lit by the mirrored light
+            signs = torch.where(batch["flipped"][:, None].to(device), MIRROR_SH_SIGNS.to(device), 1.0)
+            prepared["src_sh"], prepared["tgt_sh"] = prepared["src_sh"] * signs, prepared["tgt_sh"] * signs
+        return prepared
 
     def _relight(self, net: nn.Module, image: torch.Tensor, sh: torch.Tensor
                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -372,18 +387,10 @@ class RelightRecipe(Recipe):
     def discriminator_losses(self, out: dict, batch: dict, it: int) -> dict[str, torch.Tensor]:
         if self.gan_config is None:
             return {}
-        disc = self.d_train["d"]
-        fake_pred, real_pred = disc(out["image"].detach()), disc(batch["tgt"])
-        return {"d": self.gan(real_pred, True, is_disc=True) + self.gan(fake_pred, False, is_disc=True)}
+        return {"d": discriminator_loss(self.gan, self.d_train["d"], out["image"], batch["tgt"])}
 
     def regularization_losses(self, batch: dict, it: int) -> dict[str, torch.Tensor]:
-        gan = self.gan_config
-        if gan is None or gan.r1 <= 0 or it % gan.r1_every != 0:
-            return {}
-        real = batch["tgt"].detach().float().requires_grad_(True)
-        with without_autocast(real.device.type):
-            penalty = r1_penalty(self.d_train["d"](real), real)
-        return {"d_r1": gan.r1 / 2 * penalty * gan.r1_every}
+        return lazy_r1(self.gan_config, self.d_train.get("d"), batch["tgt"], it)
 
     def log_keys(self) -> list[str]:
         keys = ["image", "gradient", "light", "feature"]

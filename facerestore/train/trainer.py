@@ -244,7 +244,7 @@ class Trainer:
             raise FileExistsError(f"{self.checkpoint_path} exists: pass --resume to continue that run, "
                                   "or choose another --out")
         train_cfg = config.train
-        seed_everything(train_cfg.seed + self.dist.rank)
+        seed_everything(train_cfg.seed)  # the same initial weights in every process
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = not train_cfg.deterministic
             torch.backends.cudnn.deterministic = train_cfg.deterministic
@@ -277,23 +277,29 @@ class Trainer:
         self.net_train: nn.Module = self.net
         if self.dist.enabled:
             ids = [self.device.index] if self.device.type == "cuda" else None
-            # find_unused_parameters: some layers are idle by design (GFP-GAN's toRGBs once the pyramid
-            # loss is off, DFDNet's to_rgb0..3)
-            self.net_train = nn.parallel.DistributedDataParallel(self.net, device_ids=ids, find_unused_parameters=True)
+            # Some layers are idle by design: GFP-GAN's toRGBs without the pyramid loss, DFDNet's to_rgb0..3.
+            idle_layers = self.family in ("gfpgan", "dfdnet")
+            self.net_train = nn.parallel.DistributedDataParallel(self.net, device_ids=ids,
+                                                                 find_unused_parameters=idle_layers)
             self.recipe.d_train = {name: nn.parallel.DistributedDataParallel(d, device_ids=ids)
                                    for name, d in self.recipe.discriminators.items()}
 
         datasets = relight_datasets if self.family == "dpr" else restoration_datasets
         self.train_set, self.val_set = datasets(config, self.size)
         # a few fixed faces for the sample grids: validation faces, else training faces (epoch 0)
-        self.preview_items = list(fixed_items(self.val_set or self.train_set, config.log.sample_count))
+        preview_source = self.val_set if self.val_set is not None else self.train_set
+        self.preview_items = list(fixed_items(preview_source, config.log.sample_count))
 
+        if self.dist.enabled:  # then each process draws its own noise and flips
+            seed_everything(train_cfg.seed + 1_000_003 * self.dist.rank)
         self.iter = 0
         self.metric_fns: dict[str, Any] = {}
         self.last_metrics: dict[str, float] = {}
         self.stop_requested = False
+        self._saved_iter: int | None = None  # iteration of the last checkpoint written or resumed from
         if resume:
             self._load_checkpoint()  # restores the random states last, after everything that draws from them
+            self._saved_iter = self.iter
 
     # -- checkpoints
     def _state(self, rng_states: list[dict]) -> dict:
@@ -464,6 +470,31 @@ class Trainer:
             write_image(self.out / "samples" / f"iter_{it:07d}.png", grid)
         return mean
 
+    def _open_logs(self) -> None:
+        """config.yaml, log.csv, val.csv and TensorBoard in the output folder; a resumed run drops what
+        a killed run logged after its last checkpoint."""
+        self.out.mkdir(parents=True, exist_ok=True)
+        with open(self.out / "config.yaml", "w") as f:
+            yaml.safe_dump(_plain(self.config.to_dict()), f, sort_keys=False)
+        keep = self.iter if self.iter else None
+        self.train_log = CSVLog(self.out / "log.csv", ["iter", "lr", *self.recipe.log_keys(), "sec_per_iter"], keep)
+        metrics = [m for name in self.config.log.val_metrics for m in (name, f"{name}_input")]
+        self.val_log = CSVLog(self.out / "val.csv", ["iter", *metrics], keep)
+        if self.config.log.tensorboard:
+            self.tb = tensorboard_writer(self.out / "tensorboard", self.iter + 1 if self.iter else None)
+
+    def _log_losses(self, it: int, window: dict[str, list[float]], seconds: float, bar: tqdm) -> None:
+        """Means over the logging window (and over processes) to log.csv, TensorBoard and the bar."""
+        row = self._mean_over_processes({k: float(np.mean(v)) for k, v in window.items()})
+        row["sec_per_iter"] = seconds / len(window["lr"])
+        if not self.dist.is_main:
+            return
+        self.train_log.write({"iter": it, **row})
+        if self.tb is not None:
+            for k, v in row.items():
+                self.tb.add_scalar(f"train/{k}", v, it)
+        bar.set_postfix({k: f"{row[k]:.3g}" for k in self.recipe.log_keys()[:3] if k in row})
+
     def _log_validation(self, it: int, metrics: dict[str, float]) -> None:
         if not metrics:
             return
@@ -500,6 +531,15 @@ class Trainer:
             previous[sig] = signal.signal(sig, request_stop)
         return previous
 
+    def _mean_over_processes(self, row: dict[str, float]) -> dict[str, float]:
+        """Logged values averaged over the DDP processes (each saw its own part of the batch)."""
+        if not self.dist.enabled:
+            return row
+        keys = sorted(row)
+        values = torch.tensor([row[k] for k in keys], dtype=torch.float64, device=self.device)
+        dist.all_reduce(values)
+        return dict(zip(keys, (values / self.dist.world_size).tolist()))
+
     def _stop_agreed(self) -> bool:
         if not self.dist.enabled:
             return self.stop_requested
@@ -510,21 +550,11 @@ class Trainer:
     def fit(self) -> dict[str, Any]:
         """Train up to config.train.iters; returns {"iter", "checkpoint", "metrics", "stopped"}."""
         cfg, log_cfg, total = self.config, self.config.log, self.config.train.iters
-        resumed_from = self.iter
-        self._saved_iter = self.iter if resumed_from else None
         is_main = self.dist.is_main
         self.tb = None
         if is_main:
-            self.out.mkdir(parents=True, exist_ok=True)
-            with open(self.out / "config.yaml", "w") as f:
-                yaml.safe_dump(_plain(cfg.to_dict()), f, sort_keys=False)
-            keep = resumed_from if resumed_from else None
-            self.train_log = CSVLog(self.out / "log.csv", ["iter", "lr", *self.recipe.log_keys(), "sec_per_iter"], keep)
-            metric_columns = [m for name in log_cfg.val_metrics for m in (name, f"{name}_input")]
-            self.val_log = CSVLog(self.out / "val.csv", ["iter", *metric_columns], keep)
-            if log_cfg.tensorboard:
-                self.tb = tensorboard_writer(self.out / "tensorboard", resumed_from + 1 if resumed_from else None)
-            if resumed_from == 0:
+            self._open_logs()
+            if self.iter == 0:
                 self._log_validation(0, self.evaluate(0))  # where the run starts from
         previous_handlers = self._install_signal_handlers()
         bar = tqdm(total=total, initial=self.iter, desc=cfg.name, unit="it", dynamic_ncols=True,
@@ -544,22 +574,16 @@ class Trainer:
                     break
                 logs = self.train_step(batch, it)
                 self.iter = it
+                bar.update(1)
                 for k, v in logs.items():
                     window.setdefault(k, []).append(v)
-                bar.update(1)
-                if is_main and (it % log_cfg.every == 0 or it == total):
-                    row = {k: float(np.mean(v)) for k, v in window.items()}
-                    row["sec_per_iter"] = (time.perf_counter() - window_start) / len(window["lr"])
-                    self.train_log.write({"iter": it, **row})
-                    if self.tb is not None:
-                        for k, v in row.items():
-                            self.tb.add_scalar(f"train/{k}", v, it)
-                    bar.set_postfix({k: f"{row[k]:.3g}" for k in list(self.recipe.log_keys())[:3] if k in row})
+                if it % log_cfg.every == 0 or it == total:
+                    self._log_losses(it, window, time.perf_counter() - window_start, bar)
                     window, window_start = {}, time.perf_counter()
                 if is_main:
                     do_val = self.val_set is not None and (
                         (log_cfg.val_every and it % log_cfg.val_every == 0) or it == total)
-                    do_samples = bool(log_cfg.sample_every) and (it % log_cfg.sample_every == 0 or it == total)
+                    do_samples = (log_cfg.sample_every and it % log_cfg.sample_every == 0) or it == total
                     if do_val or do_samples:
                         self._log_validation(it, self.evaluate(it, metrics=do_val, samples=do_samples))
                 stopped = self._stop_agreed()

@@ -98,6 +98,15 @@ class DFDNetRestorer(FaceRestorer):
     `forward_faces` for the official 68-point boxes). All faces of a photo are restored (the official
     script restores only the largest)."""
 
+    @staticmethod
+    def part_locations(crop_landmarks: np.ndarray, size: int = 512) -> np.ndarray:
+        """(N,4,4) boxes from (N,5,2) landmarks (default path) or (N,68,2) ones (the official boxes;
+        68-point landmarks are taken in 512 px, as the official get_part_location does)."""
+        landmarks = np.asarray(crop_landmarks, dtype=np.float64)
+        if landmarks.shape[-2] == 68:
+            return part_locations_from_landmarks68(landmarks)
+        return part_locations_from_landmarks5(landmarks, size)
+
     def forward_faces(self, crops: np.ndarray, crop_landmarks: np.ndarray, seed: int | None = None) -> np.ndarray:
         if not getattr(self.net, "has_dictionaries", False):
             raise RuntimeError(
@@ -108,11 +117,7 @@ class DFDNetRestorer(FaceRestorer):
         size = crops.shape[1]
         if size != self.entry.face_size:
             raise ValueError(f"DFDNet restores {self.entry.face_size}x{self.entry.face_size} aligned faces, got {size}")
-        landmarks = np.asarray(crop_landmarks, dtype=np.float64)
-        if landmarks.shape[-2] == 68:
-            boxes = part_locations_from_landmarks68(landmarks)
-        else:
-            boxes = part_locations_from_landmarks5(landmarks, size)
+        boxes = self.part_locations(crop_landmarks, size)
         outputs = []
         with self.inference(seed):
             for start in range(0, len(crops), self.batch_size):
