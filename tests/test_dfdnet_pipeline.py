@@ -147,11 +147,3 @@ def test_restorer_takes_68_landmarks_for_the_official_boxes():
     assert np.array_equal(DFDNetRestorer.part_locations(case["landmarks68"][None])[0], case["part_locations"])
     five = DFDNetRestorer.part_locations(five_points(case["landmarks68"])[None])[0]
     assert np.array_equal(five, part_locations_from_landmarks5(five_points(case["landmarks68"])))
-
-
-def test_restore_aligned_face(restorer):
-    restorer.net.load_dictionaries(shared_path("golden/dfdnet/dfdnet_dictionaries_K4.npz"))
-    face = cv2.imread(str(shared_path("data/real/cropped/Adele_crop.png")))
-    result = restorer.restore(face, aligned=True)
-    assert result.shape == face.shape and len(result.faces) == 1
-    assert np.abs(result.image.astype(int) - face).mean() > 1

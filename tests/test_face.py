@@ -122,7 +122,7 @@ def test_aligned_crop_puts_landmarks_on_the_template(detector, name, size):
         assert np.abs(transform_points(lm, a) - dst).max() < size * 0.03
         again = detector.detect(crop, detect_size=320)  # re-detected in the crop: on the template too
         assert len(again) >= 1
-        assert np.abs(again.landmarks[0] - dst).max() < size * 0.08
+        assert np.abs(again.landmarks[0] - dst).mean() < size * 0.05
 
 
 def test_paste_back_of_unchanged_crops_restores_the_input():
