@@ -168,13 +168,13 @@ class Relighter(Restorer):
         """
         bgr, _ = to_bgr_uint8(img, color_order)
         if detect:
-            faces = self._detect(bgr, self._template(crop_scale), None, 0)
+            faces = self.find_faces(bgr, self._template(crop_scale))
             if not faces:
                 raise ValueError("no face found in the image; use detect=False to treat it as a portrait")
-            largest = max(faces, key=lambda f: (f[0][2] - f[0][0]) * (f[0][3] - f[0][1]))
+            largest = max(faces, key=lambda f: (f.box[2] - f.box[0]) * (f.box[3] - f.box[1]))
             from .face.align import warp_faces
 
-            crop = warp_faces(bgr, largest[1][None], self.entry.face_size)
+            crop = warp_faces(bgr, largest.affine[None], self.entry.face_size)
         else:
             crop = self._to_net(bgr, keep_aspect)[0][None]
         return SHLight(self.estimate_crops(crop)[0])
@@ -192,27 +192,12 @@ class Relighter(Restorer):
         centre = np.array([size / 2.0, size / 2.0])
         return centre + (template(self.entry.template, size) - centre) / scale
 
-    def _detect(self, bgr: np.ndarray, dst: np.ndarray, max_faces: int | None,
-                min_face_size: float) -> list[tuple[np.ndarray, np.ndarray]]:
-        """(box, affine to the crop) of each selected face, highest scores first."""
-        from .face.align import estimate_affine
-
-        dets = self.detector.detect(bgr)
-        order = np.argsort(-np.asarray(dets.scores), kind="stable")
-        faces = []
-        for i in order:
-            box = np.asarray(dets.boxes[i], dtype=np.float64)
-            if min(box[2] - box[0], box[3] - box[1]) < min_face_size:
-                continue
-            faces.append((box, estimate_affine(dets.landmarks[i], dst)))
-        return faces[:max_faces] if max_faces is not None else faces
-
     def _relight_faces(self, bgr: np.ndarray, light: SHLight, crop_scale: float | None,
                        max_faces: int | None, min_face_size: float) -> np.ndarray:
         from .face.align import warp_faces
         from .face.paste import paste_faces
 
-        faces = self._detect(bgr, self._template(crop_scale), max_faces, min_face_size)
+        faces = self.find_faces(bgr, self._template(crop_scale), max_faces=max_faces, min_face_size=min_face_size)
         if not faces:
             import warnings
 
@@ -220,7 +205,7 @@ class Relighter(Restorer):
 
             warnings.warn("no face found: returning the input unchanged", NoFaceWarning, stacklevel=3)
             return bgr.copy()
-        affines = np.stack([affine for _, affine in faces])
+        affines = np.stack([f.affine for f in faces])
         crops = warp_faces(bgr, affines, self.entry.face_size)
         relit, _ = self.relight_crops(crops, light)
         scale = self.crop_scale if crop_scale is None else crop_scale

@@ -130,6 +130,27 @@ class Restorer:
                 torch.manual_seed(seed)
             yield
 
+    def find_faces(self, bgr: np.ndarray, dst: np.ndarray, only_center_face: bool = False,
+                   max_faces: int | None = None, min_face_size: float = 0) -> list[FaceResult]:
+        """Detect faces (highest scores first) and their affines onto the (5, 2) template `dst`.
+
+        min_face_size: shortest box side in input pixels; only_center_face: the face nearest the
+        image centre; max_faces: at most this many. Crops are filled in later by the caller."""
+        from .face.align import estimate_affine
+
+        dets = self.detector.detect(bgr)
+        keep = [i for i in range(len(dets.scores))
+                if min(dets.boxes[i, 2] - dets.boxes[i, 0], dets.boxes[i, 3] - dets.boxes[i, 1]) >= min_face_size]
+        if only_center_face and keep:
+            h, w = bgr.shape[:2]
+            centers = (dets.boxes[keep, :2] + dets.boxes[keep, 2:]) / 2
+            keep = [keep[int(np.argmin(np.linalg.norm(centers - [w / 2, h / 2], axis=1)))]]
+        if max_faces is not None:
+            keep = keep[:max_faces]
+        empty = np.zeros((0, 0, 3), np.uint8)
+        return [FaceResult(dets.boxes[i].copy(), float(dets.scores[i]), dets.landmarks[i].copy(),
+                           estimate_affine(dets.landmarks[i], dst), empty, empty) for i in keep]
+
     def to_tensor(self, images: np.ndarray) -> torch.Tensor:
         """(N,H,W,3) BGR uint8 -> (N,3,H,W) float on the device, in the entry's colour order and range."""
         x = torch.from_numpy(np.ascontiguousarray(images)).to(self.device)
@@ -216,7 +237,10 @@ class FaceRestorer(Restorer):
                               crop, restored)
             return RestoreResult(from_bgr_uint8(image, info, color_order), [face])
 
-        faces = self._detect(bgr, only_center_face, max_faces, min_face_size)
+        from .face.align import template
+
+        dst = template(self.entry.template, self.entry.face_size)
+        faces = self.find_faces(bgr, dst, only_center_face, max_faces, min_face_size)
         background = upscale_background(bgr, upscale, background_upsampler)
         if not faces:
             warnings.warn("no face found: returning the (upscaled) input unchanged", NoFaceWarning, stacklevel=2)
@@ -236,25 +260,6 @@ class FaceRestorer(Restorer):
         bg_affines = np.stack([a @ to_background for a in affines])
         image = paste_faces(background, restored, bg_affines)
         return RestoreResult(from_bgr_uint8(image, info, color_order), faces)
-
-    def _detect(self, bgr: np.ndarray, only_center_face: bool, max_faces: int | None,
-                min_face_size: float) -> list[FaceResult]:
-        from .face.align import estimate_affine, template
-
-        dets = self.detector.detect(bgr)
-        keep = [i for i in range(len(dets.scores))
-                if min(dets.boxes[i, 2] - dets.boxes[i, 0], dets.boxes[i, 3] - dets.boxes[i, 1]) >= min_face_size]
-        if only_center_face and keep:
-            h, w = bgr.shape[:2]
-            centers = (dets.boxes[keep, :2] + dets.boxes[keep, 2:]) / 2
-            keep = [keep[int(np.argmin(np.linalg.norm(centers - [w / 2, h / 2], axis=1)))]]
-        if max_faces is not None:
-            keep = keep[:max_faces]
-        dst = template(self.entry.template, self.entry.face_size)
-        empty = np.zeros((0, 0, 3), np.uint8)
-        return [FaceResult(dets.boxes[i].copy(), float(dets.scores[i]), dets.landmarks[i].copy(),
-                           estimate_affine(dets.landmarks[i], dst), empty, empty) for i in keep]
-
 
 def blend(restored: np.ndarray, original: np.ndarray, fidelity: float) -> np.ndarray:
     """Linear blend toward the input: fidelity 0 -> restored, 1 -> original."""

@@ -94,8 +94,7 @@ def test_build_dictionaries_from_ffhq_faces_and_restore(net, hq_faces, tmp_path)
     for key in ("left_eye_256", "nose_128"):  # (deep random-weight features hardly depend on the face)
         atoms = np.load(written[key]).reshape(3, -1)
         distance = np.abs(atoms - features[key].numpy()).max(1)
-        print(key, distance)
-        assert distance.min() < 1e-3 and np.sort(distance)[1] > 1e-2
+        assert distance.min() < 1e-4 * np.sort(distance)[1]  # one atom is this face, the others are not
 
     net.load_dictionaries(out)
     assert set(net.dictionary_sizes().values()) == {3}

@@ -258,18 +258,21 @@ def test_identity_code_path_with_local_weights(shared, tmp_path, monkeypatch):
     from facexlib.recognition.arcface_arch import Backbone
 
     from facerestore.face.align import gpen_reference
+    from facerestore.metrics.identity import IdentityAngle
 
     torch.manual_seed(0)  # untrained ArcFace: exercises warping, loading and the maths, not real identity
     weights = tmp_path / "recognition_arcface_ir_se50.pth"
     torch.save(Backbone(50, 0.6, "ir_se").state_dict(), weights)
     monkeypatch.setenv("FACERESTORE_ARCFACE_WEIGHTS", str(weights))
-    ids = get_metric("ids", device="cpu")
+    deg = get_metric("deg", device="cpu")  # one 175 MB network: `ids` is the same class's cosine
+    assert isinstance(deg, IdentityAngle) and list_metrics()["ids"].target.endswith(":IdentitySimilarity")
     face = cv2.resize(read("data/ffhq/hq/00001.png"), (256, 256), interpolation=cv2.INTER_AREA)
     other = cv2.resize(read("data/ffhq/hq/00004.png"), (256, 256), interpolation=cv2.INTER_AREA)
-    same, different = ids(face, face), ids(face, other)
-    assert same == pytest.approx(1.0, abs=1e-5)
-    assert different < ids(face, cv2.GaussianBlur(face, (0, 0), 1.0)) < 1.0
-    deg = get_metric("deg", weights=weights, device="cpu")
+    embedding = {name: deg.embed(img) for name, img in
+                 (("face", face), ("other", other), ("blurred", cv2.GaussianBlur(face, (0, 0), 1.0)))}
+    assert embedding["face"].shape == (512,) and embedding["face"].norm().item() == pytest.approx(1.0, abs=1e-5)
+    different = torch.dot(embedding["face"], embedding["other"]).item()
+    assert different < torch.dot(embedding["face"], embedding["blurred"]).item() < 1.0
     assert deg(face, other) == pytest.approx(math.degrees(math.acos(different)), abs=1e-3)
     # ArcFace's own 112 px template (InsightFace), derived from the shared 96x112 reference
     np.testing.assert_allclose(gpen_reference(112, inner_padding_factor=0.0)[0], [38.2946, 51.6963], atol=1e-4)
@@ -279,7 +282,7 @@ def test_lmd_with_the_real_detector(shared):
     pytest.importorskip("facerestore.face.detect", reason="face pipeline not present yet")
     # The shared 1 MB RetinaFace is the detector available offline; its landmarks jitter by several
     # pixels between nearby positions (and are poor on large aligned faces), so only coarse checks.
-    lmd = get_metric("lmd", detector="retinaface-mobile0.25-1mb", detect_size=None,
+    lmd = get_metric("lmd", detector="retinaface-mobile0.25-1mb", detect_size=320,
                      detector_weights=shared("weights/retinaface/mobilenet0.25_Final.pth"), device="cpu")
     photo = read("data/real/whole/Blake_Lively.jpg")[:, 350:]  # one face
     assert lmd(photo, photo) == 0.0

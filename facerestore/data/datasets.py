@@ -16,13 +16,12 @@ import os
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
 from ..imageio import list_images, read_image, to_bgr_uint8
-from .degradations import Preset, apply, apply_target, get_preset, sample_params, to_uint8
+from .degradations import Preset, apply, apply_target, get_preset, resize_square, sample_params, to_uint8
 
 
 def image_to_tensor(img: np.ndarray) -> torch.Tensor:
@@ -35,14 +34,6 @@ def tensor_to_image(tensor: torch.Tensor) -> np.ndarray:
     """Float tensor (3, H, W), RGB in [-1, 1] -> BGR uint8 HxWx3 (clamped, rounded)."""
     x = ((tensor.detach().float().cpu() + 1.0) * 127.5).clamp_(0, 255).round_().to(torch.uint8)
     return np.ascontiguousarray(x.permute(1, 2, 0).numpy()[:, :, ::-1])
-
-
-def resize_square(img: np.ndarray, size: int | None) -> np.ndarray:
-    """Resize to size x size (area when shrinking, cubic when enlarging); None keeps the image."""
-    if size is None or img.shape[:2] == (size, size):
-        return img
-    interpolation = cv2.INTER_AREA if max(img.shape[:2]) > size else cv2.INTER_CUBIC
-    return cv2.resize(img, (size, size), interpolation=interpolation)
 
 
 class FaceAligner:

@@ -132,6 +132,15 @@ def resize(img: np.ndarray, height: int, width: int, interpolation: str = "linea
     return cv2.resize(to_float(img), (int(width), int(height)), interpolation=INTERPOLATIONS[interpolation])
 
 
+def resize_square(img: np.ndarray, size: int | None) -> np.ndarray:
+    """Resize to size x size (area when shrinking, cubic when enlarging); None keeps the image as is.
+    Used to bring faces to a working resolution, not as a degradation."""
+    if size is None or img.shape[:2] == (size, size):
+        return img
+    interpolation = cv2.INTER_AREA if max(img.shape[:2]) > size else cv2.INTER_CUBIC
+    return cv2.resize(img, (size, size), interpolation=interpolation)
+
+
 def gaussian_noise(img: np.ndarray, sigma: float, seed: int, gray: bool = False) -> np.ndarray:
     """Add white Gaussian noise of standard deviation `sigma` (8-bit levels); clip to [0, 1].
     gray=True adds the same noise to the three channels."""

@@ -6,21 +6,11 @@ from typing import Any, Sequence
 import cv2
 import numpy as np
 
-from .degradations import Preset, degrade, describe
+from .degradations import Preset, degrade, describe, resize_square
 
 FONT = cv2.FONT_HERSHEY_SIMPLEX
 FONT_SCALE = 0.42
 LINE_HEIGHT = 15
-
-
-def fit_tile(img: np.ndarray, tile: int) -> np.ndarray:
-    """Resize a BGR image to tile x tile (area when shrinking, cubic when enlarging)."""
-    if img.ndim == 2:
-        img = cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
-    if img.shape[:2] == (tile, tile):
-        return img
-    interpolation = cv2.INTER_AREA if max(img.shape[:2]) > tile else cv2.INTER_CUBIC
-    return cv2.resize(img, (tile, tile), interpolation=interpolation)
 
 
 def labelled_grid(images: Sequence[np.ndarray], labels: Sequence[str | Sequence[str]], columns: int,
@@ -38,12 +28,14 @@ def labelled_grid(images: Sequence[np.ndarray], labels: Sequence[str | Sequence[
         for k, line in enumerate(lines):
             cv2.putText(sheet, line, (x + 4, y + 4 + LINE_HEIGHT * (k + 1) - 4), FONT, FONT_SCALE, (255, 255, 255), 1,
                         cv2.LINE_AA)
-        sheet[y + band:y + band + tile, x:x + tile] = fit_tile(img, tile)
+        if img.ndim == 2:
+            img = cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
+        sheet[y + band:y + band + tile, x:x + tile] = resize_square(img, tile)
     return sheet
 
 
 def preview_degradations(img: Any, preset: str | Preset = "gfpgan", n: int = 8, seed: int = 0, tile: int = 256,
-                         columns: int = 4) -> np.ndarray:
+                         columns: int = 3) -> np.ndarray:
     """One face under `n` draws of a preset (seeds seed..seed+n-1), each labelled with its seed and
     key parameters; the original comes first. `degrade(img, preset, seed=k)` reproduces tile k."""
     from ..imageio import to_bgr_uint8

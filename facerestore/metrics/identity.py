@@ -26,19 +26,20 @@ ARCFACE_URL = "https://github.com/xinntao/facexlib/releases/download/v0.1.0/" + 
 ARCFACE_SIZE = 112
 
 
-def face_landmarks(img: np.ndarray, template_name: str | None, detector,
-                   detect_size: int | None = 320) -> np.ndarray | None:
+def face_landmarks(img: np.ndarray, template_name: str | None, detector, detect_size: int | None = 320,
+                   score_threshold: float = 0.5) -> np.ndarray | None:
     """5 landmarks of the face in `img`: the alignment template's points scaled to the image when
     it is an aligned face (`template_name`), else the most confident detection (None if no face),
     run on a copy whose long side is `detect_size` (320 suits aligned crops: the face, ~60% of the
     crop, is then ~190 px, inside every RetinaFace's anchor sizes; None: the detector's default,
-    sized for whole photos)."""
+    sized for whole photos). The threshold is lower than for photos: the image is known to hold a
+    face and only the most confident detection is used."""
     if template_name is not None:
         from ..face.align import template
 
         h, w = img.shape[:2]
         return template(template_name, h) * np.array([w / h, 1.0], np.float32)
-    detections = detector.detect(img, detect_size=detect_size)
+    detections = detector.detect(img, score_threshold=score_threshold, detect_size=detect_size)
     if len(detections.scores) == 0:
         return None
     return np.asarray(detections.landmarks[int(np.argmax(detections.scores))], np.float32)

@@ -20,18 +20,20 @@ from .identity import face_landmarks
 class LandmarkDistance:
     """LMD in pixels with a loaded detector; `metric(restored, reference)`.
 
-    detect_size: long side of the copy the detector runs on (320 suits aligned faces, see
-    face_landmarks; None: the detector's default, sized for whole photos)."""
+    detect_size / score_threshold: the long side of the copy the detector runs on (320 suits aligned
+    faces; None: the detector's default, sized for whole photos) and the detection threshold (0.5:
+    the most confident face is used); see face_landmarks."""
 
     def __init__(self, detector: str = "retinaface-resnet50", detector_weights: str | os.PathLike | None = None,
-                 device: str | torch.device | None = None, detect_size: int | None = 320) -> None:
+                 device: str | torch.device | None = None, detect_size: int | None = 320,
+                 score_threshold: float = 0.5) -> None:
         from ..face.detect import load_detector
 
         self.detector = load_detector(detector, weights=detector_weights, device=device)
-        self.detect_size = detect_size
+        self.detect_size, self.score_threshold = detect_size, score_threshold
 
     def landmarks(self, img: np.ndarray) -> np.ndarray | None:
-        return face_landmarks(img, None, self.detector, self.detect_size)
+        return face_landmarks(img, None, self.detector, self.detect_size, self.score_threshold)
 
     def __call__(self, restored: np.ndarray, reference: np.ndarray) -> float:
         if reference is None:

@@ -1,0 +1,498 @@
+"""Model export: zoo networks to ONNX (and TorchScript), with a fixed, documented signature.
+
+    from facerestore.export import export_onnx
+    export_onnx("gfpgan-v1.4", "gfpgan.onnx")  # writes the file, then checks it with onnxruntime (CPU)
+
+Each family is wrapped in a small module whose inputs and outputs are plain float32 tensors (S is
+the network size, N the batch, dynamic unless said otherwise):
+
+- restorers (GFP-GAN, GPEN, DFDNet): `image` (N,3,S,S) in the entry's colour order and range (RGB in
+  [-1, 1]; GPEN seg2face [0, 1]) -> `output`, the restored face in the same layout, not clamped.
+  GFP-GAN uses the noise maps stored in its checkpoint (`randomize_noise=False`): an exported graph
+  cannot draw fresh noise per call, so its output is deterministic (`restore()` in Python draws fresh
+  noise unless given a seed; the two differ in fine texture only).
+  DFDNet: the component boxes are constants (those of the FFHQ template at 512 by default, or
+  `part_locations=`) and the batch size is fixed: the network turns the boxes into Python ints and
+  loops over faces, so neither can be an input of a traced graph.
+- DPR (relight): `L` (N,1,S,S) lightness in [0, 1] (OpenCV Lab L / 255) and `sh` (N,9) target SH
+  light -> `relit` (N,1,S,S) in [0, 1] and `light` (N,9), the SH light estimated for the input.
+- RetinaFace (detect): `image` (N,3,S,S) BGR in 0..255 (mean subtraction is in the graph) ->
+  `boxes` (N,P,4) x1,y1,x2,y2, `scores` (N,P), `landmarks` (N,P,5,2), in input pixels, for the P prior
+  boxes of that input size (score threshold and NMS are left to the caller).
+
+ONNX goes through torch.onnx's torch.export-based exporter (needs the `onnxscript` package; opset >=
+18). The written file carries its conventions in `metadata_props` (`facerestore.*` keys, see
+`read_metadata`), including the measured check. TorchScript is `torch.jit.trace` of the same wrapper.
+"""
+from __future__ import annotations
+
+import io
+import json
+import os
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO, Callable
+
+import numpy as np
+import torch
+from torch import nn
+
+from .registry import ZooEntry
+
+MIN_OPSET = 18  # the torch.export-based exporter writes opset 18 and newer
+DEFAULT_TOLERANCE = 1e-3  # max |onnx - torch| allowed by the check, per unit of output scale
+DEFAULT_DETECT_SIZE = 640
+METADATA_PREFIX = "facerestore."
+
+
+class ExportError(RuntimeError):
+    """An export failed, or the exported model does not reproduce the PyTorch model."""
+
+
+# ----------------------------------------------------------------------------------------------
+# Wrappers: the exported signatures
+
+
+class FaceNetExport(nn.Module):
+    """image -> image: a restoration network called as its restorer calls it, image output only."""
+
+    def __init__(self, net: nn.Module, forward_kwargs: dict[str, Any]) -> None:
+        super().__init__()
+        self.net = net
+        self.forward_kwargs = dict(forward_kwargs)
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        out = self.net(image, **self.forward_kwargs)
+        return out[0] if isinstance(out, (tuple, list)) else out
+
+
+class DFDNetExport(nn.Module):
+    """image -> image for DFDNet, with the component boxes of every face fixed at export time."""
+
+    def __init__(self, net: nn.Module, part_locations: np.ndarray) -> None:
+        super().__init__()
+        self.net = net
+        self.part_locations = np.asarray(part_locations, dtype=np.int64)  # (N, 4, 4): a constant of the graph
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return self.net(image, self.part_locations)
+
+
+class RelightExport(nn.Module):
+    """(L, sh) -> (relit L, estimated light) for DPR."""
+
+    def __init__(self, net: nn.Module, forward_kwargs: dict[str, Any]) -> None:
+        super().__init__()
+        self.net = net
+        self.forward_kwargs = dict(forward_kwargs)
+
+    def forward(self, L: torch.Tensor, sh: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # noqa: N803
+        from .relight import split_outputs
+
+        relit, light = split_outputs(self.net(L, sh.reshape(-1, 9, 1, 1), **self.forward_kwargs))
+        return relit, light.reshape(-1, 9)
+
+
+class DetectorExport(nn.Module):
+    """BGR image (0..255) -> boxes, scores, landmarks in input pixels for every prior box."""
+
+    def __init__(self, net: nn.Module, size: int, min_sizes, steps=(8, 16, 32), variances=(0.1, 0.2)) -> None:
+        super().__init__()
+        from .face.detect import MEAN_BGR, prior_boxes
+
+        self.net = net
+        self.variances = tuple(variances)
+        self.register_buffer("mean", torch.tensor(MEAN_BGR).view(1, 3, 1, 1))
+        self.register_buffer("priors", prior_boxes(size, size, min_sizes, steps))
+        self.register_buffer("scale", torch.tensor([float(size), float(size)]))
+
+    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        from .face.detect import decode
+
+        deltas, scores, landmark_deltas = self.net(image - self.mean)
+        n, p = scores.shape
+        boxes, landmarks = decode(deltas.reshape(-1, 4), landmark_deltas.reshape(-1, 10),
+                                  self.priors.repeat(n, 1), self.variances)
+        return (boxes.reshape(n, p, 4) * self.scale.repeat(2), scores,
+                landmarks.reshape(n, p, 5, 2) * self.scale)
+
+
+@dataclass
+class ExportSpec:
+    """A network wrapped for export, with example inputs and its documented convention."""
+
+    module: nn.Module
+    make_inputs: Callable[[int, torch.Generator], tuple[torch.Tensor, ...]]  # (batch, rng) -> inputs
+    input_names: tuple[str, ...]
+    output_names: tuple[str, ...]
+    dynamic_batch: bool  # False when the network fixes the batch size (DFDNet)
+    fixed_batch: int | None
+    metadata: dict[str, str]  # written to the ONNX metadata_props / TorchScript extra files
+
+    def inputs(self, batch: int, seed: int = 0) -> tuple[torch.Tensor, ...]:
+        return self.make_inputs(batch, torch.Generator().manual_seed(seed))
+
+
+# ----------------------------------------------------------------------------------------------
+# From a zoo name (or a loaded model) to an ExportSpec
+
+
+def _load(model: Any, weights: str | os.PathLike | None, pretrained: bool, size: int | None,
+          overrides: dict[str, Any]) -> tuple[nn.Module, ZooEntry]:
+    """(network on the CPU in eval mode, its zoo entry) from a name/entry/config, a Restorer or a
+    FaceDetector. For a zoo restorer, `size` also builds the network at that size (GFP-GAN out_size,
+    GPEN size), which the official weights only fit at the official size."""
+    from .api import load, resolve_entry
+    from .face.detect import FaceDetector, load_detector
+    from .registry import get_entry
+    from .restorer import Restorer
+
+    if isinstance(model, Restorer):
+        return model.net.float().cpu().eval(), model.entry
+    if isinstance(model, FaceDetector):
+        return model.net.float().cpu().eval(), get_entry(model.name)
+    entry = resolve_entry(model)
+    if entry.task == "detect":
+        if overrides:
+            raise ValueError(f"{entry.name} takes no architecture overrides, got {sorted(overrides)}")
+        if pretrained:
+            return load_detector(entry.name, weights=weights, device="cpu").net.eval(), entry
+        if weights is not None:
+            raise ValueError("pass either weights=... or pretrained=False, not both")
+        return entry.build().eval(), entry
+    size_key = _size_key(entry)
+    if size is not None and size_key is not None:
+        overrides = {size_key: size, **overrides}
+    restorer = load(entry, weights=weights, pretrained=pretrained, device="cpu", detector=None, **overrides)
+    return restorer.net.eval(), entry
+
+
+def _size_key(entry: ZooEntry) -> str | None:
+    """The constructor argument that sets the network's image size (GFP-GAN out_size, GPEN size)."""
+    return next((key for key in ("out_size", "size") if key in entry.arch_config), None)
+
+
+def _uniform(shape: tuple[int, ...], low: float, high: float) -> Callable[[torch.Generator], torch.Tensor]:
+    return lambda rng: torch.rand(shape, generator=rng) * (high - low) + low
+
+
+def export_spec(net: nn.Module, entry: ZooEntry, *, size: int | None = None, batch: int = 1,
+                part_locations: np.ndarray | None = None) -> ExportSpec:
+    """Wrap `net` (of zoo entry `entry`) in its export signature (see the module docstring).
+
+    size: input side; default the network size (restorers, DPR) or 640 (detectors).
+    batch: the batch of the example inputs (and DFDNet's fixed batch).
+    part_locations: DFDNet only, (4,4) or (batch,4,4) boxes [x1,y1,x2,y2] of left eye, right eye,
+        nose, mouth in the 512 face (default: from the FFHQ template's 5 points)."""
+    from . import __version__
+
+    if batch < 1:
+        raise ValueError(f"batch must be >= 1, got {batch}")
+    lo, hi = entry.input_range
+    metadata = {
+        "model": entry.name, "task": entry.task, "facerestore_version": __version__,
+        "template": entry.template, "license": entry.license, "source": entry.source,
+    }
+    kind = type(net).__name__
+    dynamic, fixed_batch = True, None
+
+    if entry.task == "detect":
+        size = size or DEFAULT_DETECT_SIZE
+        config = entry.arch_config
+        module = DetectorExport(net, size, config["min_sizes"], config.get("steps", (8, 16, 32)),
+                                config.get("variances", (0.1, 0.2)))
+        inputs = ("image",)
+        outputs = ("boxes", "scores", "landmarks")
+        make = _uniform((3, size, size), 0.0, 255.0)
+        metadata["inputs"] = f"image: float32 (N,3,{size},{size}) BGR, 0..255 (not mean-subtracted)"
+        metadata["outputs"] = (f"boxes (N,{module.priors.shape[0]},4) x1,y1,x2,y2 and landmarks (N,P,5,2) in input "
+                               "pixels (left eye, right eye, nose, left/right mouth corner), scores (N,P) face "
+                               "probability; apply a score threshold and NMS")
+        metadata["notes"] = ("fixed input size (the prior boxes are constants of that size): resize or pad images "
+                             "to it and map the results back")
+    elif entry.task == "relight":
+        downsampling = 32 if kind == "HourglassNet1024" else 16
+        size = size or entry.face_size
+        if size % downsampling:
+            raise ValueError(f"{entry.name} needs an input side divisible by {downsampling}, got {size}")
+        module = RelightExport(net, entry.forward_kwargs)
+        inputs, outputs = ("L", "sh"), ("relit", "light")
+        image = _uniform((1, size, size), 0.0, 1.0)
+
+        def make(rng: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+            sh = torch.randn(9, generator=rng) * 0.3
+            sh[0] += 0.8  # a plausible light: mostly ambient
+            return image(rng), sh
+
+        metadata["inputs"] = (f"L: float32 (N,1,{size},{size}) lightness in [0, 1] (OpenCV Lab L / 255); "
+                              "sh: float32 (N,9) target light, second-order SH (facerestore.SHLight)")
+        metadata["outputs"] = "relit: (N,1,S,S) lightness in [0, 1]; light: (N,9) SH light estimated for the input"
+        metadata["notes"] = "fixed input size"
+    else:  # restorers
+        net_size = 2 ** net.log_size if hasattr(net, "log_size") else entry.face_size
+        if size is not None and size != net_size:
+            raise ValueError(f"this {entry.name} network takes {net_size}x{net_size} faces, not {size}; "
+                             f"rebuild it for another size with load(..., {_size_key(entry) or 'size'}=...)")
+        size = net_size
+        channel_order = entry.color.upper()
+        make = _uniform((3, size, size), lo, hi)
+        inputs, outputs = ("image",), ("output",)
+        metadata["inputs"] = f"image: float32 (N,3,{size},{size}) {channel_order} in [{lo:g}, {hi:g}]"
+        metadata["outputs"] = f"output: float32 (N,3,{size},{size}) {channel_order}, about [{lo:g}, {hi:g}] (clamp it)"
+        if kind == "UNetDictFace":
+            boxes = _dfdnet_boxes(part_locations, batch)
+            module = DFDNetExport(net, boxes)
+            dynamic, fixed_batch = False, batch
+            metadata["notes"] = ("fixed batch; the component boxes (left eye, right eye, nose, mouth) are "
+                                 f"constants: {boxes.tolist()}")
+        else:
+            forward_kwargs = dict(entry.forward_kwargs)
+            notes = "fixed input size"
+            if "randomize_noise" in _parameters(net.forward):
+                forward_kwargs["randomize_noise"] = False  # the stored noise buffers: a graph cannot draw noise
+                notes += ("; deterministic: uses the noise maps stored in the weights instead of fresh noise "
+                          "per call (randomize_noise=False)")
+            module = FaceNetExport(net, forward_kwargs)
+            metadata["notes"] = notes
+    metadata["input_names"] = ",".join(inputs)
+    metadata["output_names"] = ",".join(outputs)
+    metadata["batch"] = "dynamic" if dynamic else str(fixed_batch)
+
+    def make_inputs(n: int, rng: torch.Generator) -> tuple[torch.Tensor, ...]:
+        samples = [make(rng) for _ in range(n)]
+        if isinstance(samples[0], tuple):
+            return tuple(torch.stack(parts) for parts in zip(*samples))
+        return (torch.stack(samples),)
+
+    return ExportSpec(module.eval(), make_inputs, inputs, outputs, dynamic, fixed_batch, metadata)
+
+
+def _parameters(fn: Callable) -> set[str]:
+    import inspect
+
+    return set(inspect.signature(fn).parameters)
+
+
+def _dfdnet_boxes(part_locations: np.ndarray | None, batch: int) -> np.ndarray:
+    if part_locations is None:
+        from .face.align import template
+        from .zoo.dfdnet import part_locations_from_landmarks5
+
+        part_locations = part_locations_from_landmarks5(template("ffhq", 512))
+    boxes = np.asarray(part_locations, dtype=np.int64)
+    if boxes.shape == (4, 4):
+        boxes = np.repeat(boxes[None], batch, axis=0)
+    if boxes.shape != (batch, 4, 4):
+        raise ValueError(f"part_locations must be (4, 4) or ({batch}, 4, 4) boxes, got {boxes.shape}")
+    return boxes
+
+
+# ----------------------------------------------------------------------------------------------
+# ONNX
+
+
+def export_onnx(
+    model: Any,
+    path: str | os.PathLike,
+    *,
+    weights: str | os.PathLike | None = None,
+    pretrained: bool = True,
+    opset: int = MIN_OPSET,
+    batch: int = 1,
+    dynamic_batch: bool = True,
+    size: int | None = None,
+    part_locations: np.ndarray | None = None,
+    check: bool = True,
+    tolerance: float = DEFAULT_TOLERANCE,
+    **overrides: Any,
+) -> Path:
+    """Export a model to an ONNX file at `path` (written atomically) and check it.
+
+    model: a zoo name or alias, a ZooEntry, a loaded Restorer or FaceDetector.
+    weights / pretrained / overrides: as `facerestore.load` (overrides rebuild the architecture, e.g.
+        a smaller test config; they apply to zoo names only).
+    opset: ONNX opset, >= 18.
+    batch: batch of the example input (and of the check); dynamic_batch makes the batch axis of every
+        input and output symbolic ("N"), except for DFDNet, whose batch is always fixed.
+    size: input side (restorers: must be the network's; DPR: any multiple of 16 (1024 model: 32);
+        detectors: the fixed square input, default 640).
+    check: run the file with onnxruntime on the CPU on a random input and compare with PyTorch; an
+        output off by more than `tolerance` x max(1, max |output|) raises ExportError. The measured
+        max |diff| is stored in the file's metadata (`read_metadata(path)["check_max_abs_diff"]`).
+    """
+    import onnx
+
+    if opset < MIN_OPSET:
+        raise ValueError(f"opset must be >= {MIN_OPSET} (the torch.export-based ONNX exporter), got {opset}")
+    net, entry = _load(model, weights, pretrained, size, overrides)
+    spec = export_spec(net, entry, size=size, batch=batch, part_locations=part_locations)
+    dynamic = dynamic_batch and spec.dynamic_batch
+    program = _torch_onnx_export(spec, batch, dynamic, opset)
+    proto = program.model_proto
+    metadata = {**spec.metadata, "opset": str(opset), "batch": "dynamic" if dynamic else str(spec.fixed_batch or batch),
+                "weights": _weights_note(pretrained, weights, entry)}
+    if check:
+        inputs = spec.inputs(batch, seed=1)
+        diffs = _check(_run_torch(spec.module, inputs), run_onnx(proto, inputs, spec.input_names),
+                       spec.output_names, tolerance, "onnxruntime")
+        metadata["check_max_abs_diff"] = json.dumps(dict(zip(spec.output_names, diffs)))
+    for key, value in metadata.items():
+        prop = proto.metadata_props.add()
+        prop.key, prop.value = METADATA_PREFIX + key, value
+    proto.doc_string = f"{entry.name} exported by facerestore. Inputs: {metadata['inputs']}. Outputs: {metadata['outputs']}"
+    try:
+        data = proto.SerializeToString()
+    except ValueError as exc:  # protobuf's 2 GB limit
+        raise ExportError(f"{entry.name} is too large for a single-file ONNX model ({exc})") from exc
+    out = Path(path)
+    _write_atomic(out, lambda f: f.write(data))
+    onnx.checker.check_model(str(out))
+    return out
+
+
+def _torch_onnx_export(spec: ExportSpec, batch: int, dynamic: bool, opset: int):
+    """torch.onnx.export (torch.export-based) of the wrapper -> ONNXProgram."""
+    try:
+        import onnxscript  # noqa: F401  (the exporter's dependency; a clear message instead of its ImportError)
+    except ImportError as exc:
+        raise ExportError("ONNX export needs the onnxscript package: pip install onnxscript "
+                          "(or pip install 'facerestore[export]')") from exc
+    # The StyleGAN2 layers have a batch-1 fast path; a dynamic export traces the general (batched) path,
+    # which is exact for every batch size, including 1.
+    example = spec.inputs(max(batch, 2) if dynamic else batch)
+    dynamic_shapes = None
+    if dynamic:
+        n = torch.export.Dim("N", min=1, max=4096)
+        dynamic_shapes = {name: {0: n} for name in spec.input_names}
+    try:
+        with torch.no_grad():
+            return torch.onnx.export(spec.module, example, None, dynamo=True, opset_version=opset,
+                                     input_names=list(spec.input_names), output_names=list(spec.output_names),
+                                     dynamic_shapes=dynamic_shapes, optimize=True, verbose=False)
+    except Exception as exc:  # the exporter raises many types; report which model and why
+        raise ExportError(f"ONNX export of {spec.metadata['model']} failed: {type(exc).__name__}: "
+                          f"{str(exc)[:2000]}") from exc
+
+
+def run_onnx(model: Any, inputs: tuple[torch.Tensor, ...] | tuple[np.ndarray, ...],
+             input_names: tuple[str, ...] | None = None) -> list[np.ndarray]:
+    """Run an ONNX model (a path, bytes or ModelProto) with onnxruntime on the CPU."""
+    import onnxruntime as ort
+
+    if hasattr(model, "SerializeToString"):
+        model = model.SerializeToString()
+    elif not isinstance(model, bytes):
+        model = os.fspath(model)
+    session = ort.InferenceSession(model, providers=["CPUExecutionProvider"])
+    names = input_names or tuple(i.name for i in session.get_inputs())
+    feeds = {name: np.ascontiguousarray(x.numpy() if isinstance(x, torch.Tensor) else x, dtype=np.float32)
+             for name, x in zip(names, inputs)}
+    return session.run(None, feeds)
+
+
+def _run_torch(module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> list[np.ndarray]:
+    with torch.inference_mode():
+        out = module(*inputs)
+    return [t.float().numpy() for t in (out if isinstance(out, (tuple, list)) else (out,))]
+
+
+def compare_outputs(reference: list[np.ndarray], actual: list[np.ndarray]) -> list[float]:
+    """max |actual - reference| per output (inf when the shapes differ)."""
+    return [float(np.abs(a - r).max()) if a.shape == r.shape else float("inf") for r, a in zip(reference, actual)]
+
+
+def read_metadata(path: str | os.PathLike) -> dict[str, str]:
+    """The `facerestore.*` metadata of an exported ONNX file, without the prefix."""
+    import onnx
+
+    model = onnx.load(os.fspath(path), load_external_data=False)
+    return {p.key[len(METADATA_PREFIX):]: p.value for p in model.metadata_props if p.key.startswith(METADATA_PREFIX)}
+
+
+def _weights_note(pretrained: bool, weights: Any, entry: ZooEntry) -> str:
+    if not pretrained:
+        return "random init (pretrained=False)"
+    if weights is not None:
+        return f"from {os.fspath(weights)}"
+    return ", ".join(wf.filename for wf in entry.files if wf.role == "weights") or "-"
+
+
+# ----------------------------------------------------------------------------------------------
+# TorchScript
+
+
+def export_torchscript(
+    model: Any,
+    path: str | os.PathLike,
+    *,
+    weights: str | os.PathLike | None = None,
+    pretrained: bool = True,
+    batch: int = 1,
+    size: int | None = None,
+    part_locations: np.ndarray | None = None,
+    check: bool = True,
+    tolerance: float = DEFAULT_TOLERANCE,
+    **overrides: Any,
+) -> Path:
+    """`torch.jit.trace` of the export wrapper (same signature as the ONNX export), saved atomically
+    to `path` with the metadata as the extra file `facerestore.json`; with `check`, the saved file is
+    loaded back and compared with the module on a random input. Traced on the CPU: load it with
+    `torch.jit.load(path, map_location=...)`; the batch size may vary (except DFDNet)."""
+    net, entry = _load(model, weights, pretrained, size, overrides)
+    spec = export_spec(net, entry, size=size, batch=batch, part_locations=part_locations)
+    example = spec.inputs(max(batch, 2) if spec.dynamic_batch else batch)  # see _torch_onnx_export
+    with torch.no_grad():
+        traced = torch.jit.trace(spec.module, example, check_trace=False)
+    metadata = {**spec.metadata, "batch": "dynamic" if spec.dynamic_batch else str(spec.fixed_batch),
+                "weights": _weights_note(pretrained, weights, entry)}
+    if check:  # the serialized module, loaded back, against the eager one
+        buffer = io.BytesIO()
+        torch.jit.save(traced, buffer)
+        buffer.seek(0)
+        inputs = spec.inputs(batch, seed=1)
+        diffs = _check(_run_torch(spec.module, inputs), _run_torch(torch.jit.load(buffer), inputs),
+                       spec.output_names, tolerance, "TorchScript")
+        metadata["check_max_abs_diff"] = json.dumps(dict(zip(spec.output_names, diffs)))
+    extra = {"facerestore.json": json.dumps(metadata)}
+    out = Path(path)
+    _write_atomic(out, lambda f: torch.jit.save(traced, f, _extra_files=extra))
+    return out
+
+
+def read_torchscript_metadata(path: str | os.PathLike) -> dict[str, str]:
+    """The metadata saved with a TorchScript export."""
+    extra = {"facerestore.json": ""}
+    torch.jit.load(os.fspath(path), map_location="cpu", _extra_files=extra)
+    return json.loads(extra["facerestore.json"])
+
+
+# ----------------------------------------------------------------------------------------------
+# Helpers
+
+
+def _check(reference: list[np.ndarray], actual: list[np.ndarray], names: tuple[str, ...], tolerance: float,
+           runtime: str) -> list[float]:
+    """Max |diff| per output; ExportError when one exceeds tolerance x max(1, max |reference|)."""
+    diffs = compare_outputs(reference, actual)
+    off = [f"{name}: max |diff| {diff:.3g} (allowed {tolerance * max(1.0, float(np.abs(ref).max())):.3g})"
+           for name, diff, ref in zip(names, diffs, reference)
+           if not diff <= tolerance * max(1.0, float(np.abs(ref).max()))]
+    if off:
+        raise ExportError(f"the {runtime} model does not reproduce PyTorch: {'; '.join(off)}. Please report "
+                          "this with the model name and your torch/onnx/onnxruntime versions; pass "
+                          "check=False (--no-check) to keep the file anyway")
+    return diffs
+
+
+def _write_atomic(path: Path, write: Callable[[BinaryIO], Any]) -> None:
+    """write(file) into a temporary file beside `path`, then rename it over `path`."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
