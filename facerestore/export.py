@@ -73,10 +73,16 @@ class DFDNetExport(nn.Module):
     def __init__(self, net: nn.Module, part_locations: np.ndarray) -> None:
         super().__init__()
         self.net = net
-        self.part_locations = np.asarray(part_locations, dtype=np.int64)  # (N, 4, 4): a constant of the graph
+        # [face][part][x1, y1, x2, y2] as Python ints: constants of the traced graph. (The network's own
+        # forward converts a box tensor with .tolist(), which torch.export cannot see through.)
+        self.boxes = np.asarray(part_locations, dtype=np.int64).tolist()
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
-        return self.net(image, self.part_locations)
+        if image.shape[0] != len(self.boxes):
+            raise ValueError(f"this DFDNet export takes batches of {len(self.boxes)} faces, got {image.shape[0]}")
+        features = self.net.VggExtract(image)
+        updated, _ = self.net.swap_components(features, self.boxes)
+        return self.net.decode(features, updated)
 
 
 class RelightExport(nn.Module):

@@ -89,6 +89,9 @@ def download(
         with os.fdopen(fd, "wb") as out:
             request = urllib.request.Request(url, headers={"User-Agent": "facerestore"})
             with urllib.request.urlopen(request, timeout=timeout) as response:
+                if response.headers.get_content_type() == "text/html":
+                    # a landing/login page (e.g. a Google Drive folder), never a weights file
+                    raise WeightsError(f"{url} returned a web page, not the file")
                 total = response.headers.get("Content-Length")
                 total = int(total) if total else None
                 with tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024,

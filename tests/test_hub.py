@@ -36,6 +36,7 @@ class Server:
         self.files: dict[str, bytes] = {}
         self.lie_length: set[str] = set()
         self.requests: list[str] = []
+        self.content_type: dict[str, str] = {}
         outer = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -48,6 +49,7 @@ class Server:
                 self.send_response(200)
                 length = len(body) + (1000 if self.path in outer.lie_length else 0)
                 self.send_header("Content-Length", str(length))
+                self.send_header("Content-Type", outer.content_type.get(self.path, "application/octet-stream"))
                 self.end_headers()
                 self.wfile.write(body)
 
@@ -194,4 +196,12 @@ def test_pretrained_false_reads_nothing(server):
     restorer = facerestore.load(entry, pretrained=False, device="cpu")
     assert isinstance(restorer.net, torch.nn.Module)
     assert server.requests == []
+    assert leftovers(hub.weights_dir()) == []
+
+
+def test_a_web_page_is_not_taken_for_weights(server):
+    server.files["/tiny.pth"] = b"<html><body>Sign in to download</body></html>"
+    server.content_type["/tiny.pth"] = "text/html"
+    with pytest.raises(hub.WeightsError, match="web page"):
+        facerestore.load(entry_for(server.url("/tiny.pth")), device="cpu", progress=False)
     assert leftovers(hub.weights_dir()) == []
