@@ -26,13 +26,17 @@ ONNX goes through torch.onnx's torch.export-based exporter (needs the `onnxscrip
 """
 from __future__ import annotations
 
+import contextlib
+import importlib
+import inspect
 import io
 import json
 import os
 import tempfile
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, Callable
+from typing import Any, BinaryIO, Callable, Iterator
 
 import numpy as np
 import torch
@@ -145,33 +149,40 @@ class ExportSpec:
 
 
 def _load(model: Any, weights: str | os.PathLike | None, pretrained: bool, size: int | None,
-          overrides: dict[str, Any]) -> tuple[nn.Module, ZooEntry]:
-    """(network on the CPU in eval mode, its zoo entry) from a name/entry/config, a Restorer or a
-    FaceDetector. For a zoo restorer, `size` also builds the network at that size (GFP-GAN out_size,
+          overrides: dict[str, Any]) -> tuple[nn.Module, ZooEntry, str]:
+    """(network on the CPU in eval mode, its zoo entry, where its weights come from) from a
+    name/entry/config, a Restorer or a FaceDetector. For a zoo restorer, `size` also builds the network at that size (GFP-GAN out_size,
     GPEN size), which the official weights only fit at the official size."""
     from .api import load, resolve_entry
     from .face.detect import FaceDetector, load_detector
     from .registry import get_entry
     from .restorer import Restorer
 
+    given = "as loaded by the caller"
     if isinstance(model, Restorer):
-        return model.net.float().cpu().eval(), model.entry
+        return model.net.float().cpu().eval(), model.entry, given
     if isinstance(model, FaceDetector):
-        return model.net.float().cpu().eval(), get_entry(model.name)
+        return model.net.float().cpu().eval(), get_entry(model.name), given
     entry = resolve_entry(model)
+    if not pretrained:
+        note = "random init (pretrained=False)"
+    elif weights is not None:
+        note = os.fspath(weights)
+    else:
+        note = ", ".join(wf.filename for wf in entry.files if wf.role == "weights")
     if entry.task == "detect":
         if overrides:
             raise ValueError(f"{entry.name} takes no architecture overrides, got {sorted(overrides)}")
         if pretrained:
-            return load_detector(entry.name, weights=weights, device="cpu").net.eval(), entry
+            return load_detector(entry.name, weights=weights, device="cpu").net.eval(), entry, note
         if weights is not None:
             raise ValueError("pass either weights=... or pretrained=False, not both")
-        return entry.build().eval(), entry
+        return entry.build().eval(), entry, note
     size_key = _size_key(entry)
     if size is not None and size_key is not None:
         overrides = {size_key: size, **overrides}
     restorer = load(entry, weights=weights, pretrained=pretrained, device="cpu", detector=None, **overrides)
-    return restorer.net.eval(), entry
+    return restorer.net.eval(), entry, note
 
 
 def _size_key(entry: ZooEntry) -> str | None:
@@ -247,6 +258,9 @@ def export_spec(net: nn.Module, entry: ZooEntry, *, size: int | None = None, bat
         metadata["inputs"] = f"image: float32 (N,3,{size},{size}) {channel_order} in [{lo:g}, {hi:g}]"
         metadata["outputs"] = f"output: float32 (N,3,{size},{size}) {channel_order}, about [{lo:g}, {hi:g}] (clamp it)"
         if kind == "UNetDictFace":
+            if not net.has_dictionaries:
+                raise ValueError("DFDNet needs its component dictionaries before export: load('dfdnet') with the "
+                                 "official files, or net.load_dictionaries(folder) (see models/dfdnet.md)")
             boxes = _dfdnet_boxes(part_locations, batch)
             module = DFDNetExport(net, boxes)
             dynamic, fixed_batch = False, batch
@@ -275,8 +289,6 @@ def export_spec(net: nn.Module, entry: ZooEntry, *, size: int | None = None, bat
 
 
 def _parameters(fn: Callable) -> set[str]:
-    import inspect
-
     return set(inspect.signature(fn).parameters)
 
 
@@ -327,20 +339,21 @@ def export_onnx(
         output off by more than `tolerance` x max(1, max |output|) raises ExportError. The measured
         max |diff| is stored in the file's metadata (`read_metadata(path)["check_max_abs_diff"]`).
     """
-    import onnx
-
+    onnx = _require("onnx")
     if opset < MIN_OPSET:
         raise ValueError(f"opset must be >= {MIN_OPSET} (the torch.export-based ONNX exporter), got {opset}")
-    net, entry = _load(model, weights, pretrained, size, overrides)
+    net, entry, weights_note = _load(model, weights, pretrained, size, overrides)
     spec = export_spec(net, entry, size=size, batch=batch, part_locations=part_locations)
     dynamic = dynamic_batch and spec.dynamic_batch
     program = _torch_onnx_export(spec, batch, dynamic, opset)
     proto = program.model_proto
-    metadata = {**spec.metadata, "opset": str(opset), "batch": "dynamic" if dynamic else str(spec.fixed_batch or batch),
-                "weights": _weights_note(pretrained, weights, entry)}
+    written_opset = next(o.version for o in proto.opset_import if o.domain in ("", "ai.onnx"))
+    metadata = {**spec.metadata, "opset": str(written_opset),
+                "batch": "dynamic" if dynamic else str(spec.fixed_batch or batch),
+                "weights": weights_note}
     if check:
         inputs = spec.inputs(batch, seed=1)
-        diffs = _check(_run_torch(spec.module, inputs), run_onnx(proto, inputs, spec.input_names),
+        diffs = check_outputs(_run_torch(spec.module, inputs), run_onnx(proto, inputs, spec.input_names),
                        spec.output_names, tolerance, "onnxruntime")
         metadata["check_max_abs_diff"] = json.dumps(dict(zip(spec.output_names, diffs)))
     for key, value in metadata.items():
@@ -348,31 +361,30 @@ def export_onnx(
         prop.key, prop.value = METADATA_PREFIX + key, value
     proto.doc_string = f"{entry.name} exported by facerestore. Inputs: {metadata['inputs']}. Outputs: {metadata['outputs']}"
     try:
+        onnx.checker.check_model(proto)
         data = proto.SerializeToString()
-    except ValueError as exc:  # protobuf's 2 GB limit
+    except ValueError as exc:  # protobuf's 2 GB limit (no zoo model comes near it)
         raise ExportError(f"{entry.name} is too large for a single-file ONNX model ({exc})") from exc
     out = Path(path)
     _write_atomic(out, lambda f: f.write(data))
-    onnx.checker.check_model(str(out))
     return out
 
 
 def _torch_onnx_export(spec: ExportSpec, batch: int, dynamic: bool, opset: int):
     """torch.onnx.export (torch.export-based) of the wrapper -> ONNXProgram."""
-    try:
-        import onnxscript  # noqa: F401  (the exporter's dependency; a clear message instead of its ImportError)
-    except ImportError as exc:
-        raise ExportError("ONNX export needs the onnxscript package: pip install onnxscript "
-                          "(or pip install 'facerestore[export]')") from exc
-    # The StyleGAN2 layers have a batch-1 fast path; a dynamic export traces the general (batched) path,
-    # which is exact for every batch size, including 1.
-    example = spec.inputs(max(batch, 2) if dynamic else batch)
+    _require("onnxscript")  # the exporter's dependency: a clear message instead of its ImportError
+    # A dynamic export is traced at batch + 1 and checked at `batch`, so the check covers the dynamic
+    # axis. Tracing at >= 2 also matters: the StyleGAN2 layers have a batch-1 fast path, while their
+    # general (batched) path is exact for every batch size, including 1.
+    example = spec.inputs(batch + 1 if dynamic else batch)
     dynamic_shapes = None
     if dynamic:
         n = torch.export.Dim("N", min=1, max=4096)
         dynamic_shapes = {name: {0: n} for name in spec.input_names}
     try:
-        with torch.no_grad():
+        with torch.no_grad(), warnings.catch_warnings():
+            # DPR's two inputs share the batch axis: the exporter says it keeps one name for both
+            warnings.filterwarnings("ignore", message="The axis name: .* will not be used", category=UserWarning)
             return torch.onnx.export(spec.module, example, None, dynamo=True, opset_version=opset,
                                      input_names=list(spec.input_names), output_names=list(spec.output_names),
                                      dynamic_shapes=dynamic_shapes, optimize=True, verbose=False)
@@ -384,8 +396,7 @@ def _torch_onnx_export(spec: ExportSpec, batch: int, dynamic: bool, opset: int):
 def run_onnx(model: Any, inputs: tuple[torch.Tensor, ...] | tuple[np.ndarray, ...],
              input_names: tuple[str, ...] | None = None) -> list[np.ndarray]:
     """Run an ONNX model (a path, bytes or ModelProto) with onnxruntime on the CPU."""
-    import onnxruntime as ort
-
+    ort = _require("onnxruntime")
     if hasattr(model, "SerializeToString"):
         model = model.SerializeToString()
     elif not isinstance(model, bytes):
@@ -410,18 +421,8 @@ def compare_outputs(reference: list[np.ndarray], actual: list[np.ndarray]) -> li
 
 def read_metadata(path: str | os.PathLike) -> dict[str, str]:
     """The `facerestore.*` metadata of an exported ONNX file, without the prefix."""
-    import onnx
-
-    model = onnx.load(os.fspath(path), load_external_data=False)
+    model = _require("onnx").load(os.fspath(path), load_external_data=False)
     return {p.key[len(METADATA_PREFIX):]: p.value for p in model.metadata_props if p.key.startswith(METADATA_PREFIX)}
-
-
-def _weights_note(pretrained: bool, weights: Any, entry: ZooEntry) -> str:
-    if not pretrained:
-        return "random init (pretrained=False)"
-    if weights is not None:
-        return f"from {os.fspath(weights)}"
-    return ", ".join(wf.filename for wf in entry.files if wf.role == "weights") or "-"
 
 
 # ----------------------------------------------------------------------------------------------
@@ -445,31 +446,35 @@ def export_torchscript(
     to `path` with the metadata as the extra file `facerestore.json`; with `check`, the saved file is
     loaded back and compared with the module on a random input. Traced on the CPU: load it with
     `torch.jit.load(path, map_location=...)`; the batch size may vary (except DFDNet)."""
-    net, entry = _load(model, weights, pretrained, size, overrides)
+    net, entry, weights_note = _load(model, weights, pretrained, size, overrides)
     spec = export_spec(net, entry, size=size, batch=batch, part_locations=part_locations)
-    example = spec.inputs(max(batch, 2) if spec.dynamic_batch else batch)  # see _torch_onnx_export
-    with torch.no_grad():
+    example = spec.inputs(batch + 1 if spec.dynamic_batch else batch)  # see _torch_onnx_export
+    with torch.no_grad(), _quiet_jit():
         traced = torch.jit.trace(spec.module, example, check_trace=False)
     metadata = {**spec.metadata, "batch": "dynamic" if spec.dynamic_batch else str(spec.fixed_batch),
-                "weights": _weights_note(pretrained, weights, entry)}
+                "weights": weights_note}
     if check:  # the serialized module, loaded back, against the eager one
         buffer = io.BytesIO()
-        torch.jit.save(traced, buffer)
-        buffer.seek(0)
+        with _quiet_jit():
+            torch.jit.save(traced, buffer)
+            buffer.seek(0)
+            loaded = torch.jit.load(buffer)
         inputs = spec.inputs(batch, seed=1)
-        diffs = _check(_run_torch(spec.module, inputs), _run_torch(torch.jit.load(buffer), inputs),
-                       spec.output_names, tolerance, "TorchScript")
+        diffs = check_outputs(_run_torch(spec.module, inputs), _run_torch(loaded, inputs), spec.output_names, tolerance,
+                       "TorchScript")
         metadata["check_max_abs_diff"] = json.dumps(dict(zip(spec.output_names, diffs)))
     extra = {"facerestore.json": json.dumps(metadata)}
     out = Path(path)
-    _write_atomic(out, lambda f: torch.jit.save(traced, f, _extra_files=extra))
+    with _quiet_jit():
+        _write_atomic(out, lambda f: torch.jit.save(traced, f, _extra_files=extra))
     return out
 
 
 def read_torchscript_metadata(path: str | os.PathLike) -> dict[str, str]:
     """The metadata saved with a TorchScript export."""
     extra = {"facerestore.json": ""}
-    torch.jit.load(os.fspath(path), map_location="cpu", _extra_files=extra)
+    with _quiet_jit():
+        torch.jit.load(os.fspath(path), map_location="cpu", _extra_files=extra)
     return json.loads(extra["facerestore.json"])
 
 
@@ -477,9 +482,10 @@ def read_torchscript_metadata(path: str | os.PathLike) -> dict[str, str]:
 # Helpers
 
 
-def _check(reference: list[np.ndarray], actual: list[np.ndarray], names: tuple[str, ...], tolerance: float,
-           runtime: str) -> list[float]:
-    """Max |diff| per output; ExportError when one exceeds tolerance x max(1, max |reference|)."""
+def check_outputs(reference: list[np.ndarray], actual: list[np.ndarray], names: tuple[str, ...],
+                  tolerance: float = DEFAULT_TOLERANCE, runtime: str = "exported") -> list[float]:
+    """Max |actual - reference| per output; ExportError when one exceeds tolerance x max(1, max |reference|)
+    (relative to the output's scale: images in [-1, 1], boxes in pixels)."""
     diffs = compare_outputs(reference, actual)
     off = [f"{name}: max |diff| {diff:.3g} (allowed {tolerance * max(1.0, float(np.abs(ref).max())):.3g})"
            for name, diff, ref in zip(names, diffs, reference)
@@ -489,6 +495,25 @@ def _check(reference: list[np.ndarray], actual: list[np.ndarray], names: tuple[s
                           "this with the model name and your torch/onnx/onnxruntime versions; pass "
                           "check=False (--no-check) to keep the file anyway")
     return diffs
+
+
+def _require(module: str) -> Any:
+    """Import an optional dependency of the export, or say how to install it."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise ExportError(f"model export needs the {module} package: pip install 'facerestore[export]' "
+                          "(onnx, onnxscript, onnxruntime)") from exc
+
+
+@contextlib.contextmanager
+def _quiet_jit() -> Iterator[None]:
+    """Silence what torch.jit says about every trace: its deprecation notice, and the tracer's warning
+    on the StyleGAN2 layers' batch-size branch (traced at batch >= 2, that path holds for every batch)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", category=FutureWarning, message=r".*torch\.jit.*deprecated")
+        warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
+        yield
 
 
 def _write_atomic(path: Path, write: Callable[[BinaryIO], Any]) -> None:

@@ -88,7 +88,9 @@ class Restorer:
         self.precision = precision
         self.net = net.to(self.device).eval()
         if precision != "fp32":
-            self.net = self.net.to(memory_format=torch.channels_last)
+            # the net itself runs in the chosen precision, also when called directly as restorer.net(x)
+            to_channels_last(self.net)
+            self._wrap_forward()
         self.detector_name = detector
         self.detector_weights = detector_weights
         self._detector = None
@@ -107,25 +109,27 @@ class Restorer:
             self._detector = load_detector(self.detector_name, weights=self.detector_weights, device=self.device)
         return self._detector
 
+    def _wrap_forward(self) -> None:
+        """Make `net.forward` itself autocast to the restorer's precision on its device."""
+        plain_forward = type(self.net).forward.__get__(self.net)
+        self.net.forward = torch.autocast(self.device.type, dtype=PRECISIONS[self.precision])(plain_forward)
+
     def to(self, device: str | torch.device) -> "Restorer":
         self.device = torch.device(device)
         self.net.to(self.device)
+        if self.precision != "fp32":
+            self._wrap_forward()
         if self._detector is not None:
             self._detector.to(self.device)
         return self
 
     @contextlib.contextmanager
     def inference(self, seed: int | None = None) -> Iterator[None]:
-        """No-grad inference in the restorer's precision; with `seed`, random draws are reproducible
-        and the global RNG state is left as it was."""
-        autocast = (
-            torch.autocast(self.device.type, dtype=PRECISIONS[self.precision])
-            if self.precision != "fp32"
-            else contextlib.nullcontext()
-        )
+        """No-grad inference; with `seed`, random draws are reproducible and the global RNG state is
+        left as it was."""
         devices = [self.device] if self.device.type == "cuda" else []
         rng = torch.random.fork_rng(devices=devices) if seed is not None else contextlib.nullcontext()
-        with torch.inference_mode(), autocast, rng:
+        with torch.inference_mode(), rng:
             if seed is not None:
                 torch.manual_seed(seed)
             yield
@@ -170,6 +174,14 @@ class Restorer:
         if self.entry.color == "rgb":
             x = x.flip(1)
         return (x.permute(0, 2, 3, 1) * 255.0).round_().to(torch.uint8).cpu().numpy()
+
+
+def to_channels_last(net: torch.nn.Module) -> None:
+    """channels_last for the 4-D weights (the fast oneDNN/cuDNN convolution layout); 5-D modulated
+    StyleGAN2 weights keep their checkpoint layout."""
+    for tensor in [*net.parameters(), *net.buffers()]:
+        if tensor.dim() == 4:
+            tensor.data = tensor.data.contiguous(memory_format=torch.channels_last)
 
 
 class FaceRestorer(Restorer):

@@ -16,6 +16,9 @@ _LICENSE = ("Apache-2.0 (the GFPGAN repository: code and released models; its LI
 _COMMON = dict(out_size=512, num_style_feat=512, decoder_load_path=None, num_mlp=8, input_is_latent=True,
                different_w=True, narrow=1, sft_half=True)
 _CLEAN_CONFIG = {**_COMMON, "channel_multiplier": 2, "fix_decoder": False}
+_PRECISION_NOTE = (" precision='bf16'/'fp16' runs convolutions and linear layers in half precision under "
+                   "autocast; style modulation/demodulation, noise and bias-activations stay in fp32 (GFP-GAN "
+                   "is known not to be fp16-safe end to end).")
 _NOISE_NOTE = ("The decoder adds fresh random noise at every call, like the official code (restore(..., "
                "seed=N) makes results reproducible; the official code's outputs differ run to run). ")
 
@@ -39,7 +42,8 @@ def _gfpgan(version: str, filename: str, release: str, arch, config: dict, descr
         paper=_PAPER,
         source=_REPO,
         description=description,
-        notes=_NOISE_NOTE + notes,
+        notes=_NOISE_NOTE + notes + _PRECISION_NOTE,
+        precisions=("fp32", "bf16", "fp16"),
     ))
 
 

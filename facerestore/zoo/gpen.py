@@ -110,6 +110,7 @@ def _gpen(name: str, size: int, channel_multiplier: int, narrow: float, filename
         files=(WeightFile(filename, urls, state_dict_key=None),),
         task=task,
         restorer=_RESTORER,
+        precisions=("fp32", "bf16", "fp16"),
         face_size=size,
         template="gpen",
         color="rgb",
