@@ -151,8 +151,8 @@ class ExportSpec:
 def _load(model: Any, weights: str | os.PathLike | None, pretrained: bool, size: int | None,
           overrides: dict[str, Any]) -> tuple[nn.Module, ZooEntry, str]:
     """(network on the CPU in eval mode, its zoo entry, where its weights come from) from a
-    name/entry/config, a Restorer or a FaceDetector. For a zoo restorer, `size` also builds the network at that size (GFP-GAN out_size,
-    GPEN size), which the official weights only fit at the official size."""
+    name/entry/config, a Restorer or a FaceDetector. For a zoo restorer, `size` also builds the
+    network at that size (GFP-GAN out_size, GPEN size); the official weights fit the official size only."""
     from .api import load, resolve_entry
     from .face.detect import FaceDetector, load_detector
     from .registry import get_entry
@@ -206,86 +206,96 @@ def export_spec(net: nn.Module, entry: ZooEntry, *, size: int | None = None, bat
 
     if batch < 1:
         raise ValueError(f"batch must be >= 1, got {batch}")
-    lo, hi = entry.input_range
-    metadata = {
-        "model": entry.name, "task": entry.task, "facerestore_version": __version__,
+    if entry.task == "detect":
+        spec = _detector_spec(net, entry, size or DEFAULT_DETECT_SIZE)
+    elif entry.task == "relight":
+        spec = _relight_spec(net, entry, size or entry.face_size)
+    else:
+        spec = _restorer_spec(net, entry, size, batch, part_locations)
+    spec.metadata = {
+        "model": entry.name, "task": entry.task, "facerestore_version": __version__, **spec.metadata,
+        "input_names": ",".join(spec.input_names), "output_names": ",".join(spec.output_names),
+        "batch": "dynamic" if spec.dynamic_batch else str(spec.fixed_batch),
         "template": entry.template, "license": entry.license, "source": entry.source,
     }
-    kind = type(net).__name__
-    dynamic, fixed_batch = True, None
+    spec.module.eval()
+    return spec
 
-    if entry.task == "detect":
-        size = size or DEFAULT_DETECT_SIZE
-        config = entry.arch_config
-        module = DetectorExport(net, size, config["min_sizes"], config.get("steps", (8, 16, 32)),
-                                config.get("variances", (0.1, 0.2)))
-        inputs = ("image",)
-        outputs = ("boxes", "scores", "landmarks")
-        make = _uniform((3, size, size), 0.0, 255.0)
-        metadata["inputs"] = f"image: float32 (N,3,{size},{size}) BGR, 0..255 (not mean-subtracted)"
-        metadata["outputs"] = (f"boxes (N,{module.priors.shape[0]},4) x1,y1,x2,y2 and landmarks (N,P,5,2) in input "
-                               "pixels (left eye, right eye, nose, left/right mouth corner), scores (N,P) face "
-                               "probability; apply a score threshold and NMS")
-        metadata["notes"] = ("fixed input size (the prior boxes are constants of that size): resize or pad images "
-                             "to it and map the results back")
-    elif entry.task == "relight":
-        downsampling = 32 if kind == "HourglassNet1024" else 16
-        size = size or entry.face_size
-        if size % downsampling:
-            raise ValueError(f"{entry.name} needs an input side divisible by {downsampling}, got {size}")
-        module = RelightExport(net, entry.forward_kwargs)
-        inputs, outputs = ("L", "sh"), ("relit", "light")
-        image = _uniform((1, size, size), 0.0, 1.0)
 
-        def make(rng: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-            sh = torch.randn(9, generator=rng) * 0.3
-            sh[0] += 0.8  # a plausible light: mostly ambient
-            return image(rng), sh
-
-        metadata["inputs"] = (f"L: float32 (N,1,{size},{size}) lightness in [0, 1] (OpenCV Lab L / 255); "
-                              "sh: float32 (N,9) target light, second-order SH (facerestore.SHLight)")
-        metadata["outputs"] = "relit: (N,1,S,S) lightness in [0, 1]; light: (N,9) SH light estimated for the input"
-        metadata["notes"] = "fixed input size"
-    else:  # restorers
-        net_size = 2 ** net.log_size if hasattr(net, "log_size") else entry.face_size
-        if size is not None and size != net_size:
-            raise ValueError(f"this {entry.name} network takes {net_size}x{net_size} faces, not {size}; "
-                             f"rebuild it for another size with load(..., {_size_key(entry) or 'size'}=...)")
-        size = net_size
-        channel_order = entry.color.upper()
-        make = _uniform((3, size, size), lo, hi)
-        inputs, outputs = ("image",), ("output",)
-        metadata["inputs"] = f"image: float32 (N,3,{size},{size}) {channel_order} in [{lo:g}, {hi:g}]"
-        metadata["outputs"] = f"output: float32 (N,3,{size},{size}) {channel_order}, about [{lo:g}, {hi:g}] (clamp it)"
-        if kind == "UNetDictFace":
-            if not net.has_dictionaries:
-                raise ValueError("DFDNet needs its component dictionaries before export: load('dfdnet') with the "
-                                 "official files, or net.load_dictionaries(folder) (see models/dfdnet.md)")
-            boxes = _dfdnet_boxes(part_locations, batch)
-            module = DFDNetExport(net, boxes)
-            dynamic, fixed_batch = False, batch
-            metadata["notes"] = ("fixed batch; the component boxes (left eye, right eye, nose, mouth) are "
-                                 f"constants: {boxes.tolist()}")
-        else:
-            forward_kwargs = dict(entry.forward_kwargs)
-            notes = "fixed input size"
-            if "randomize_noise" in _parameters(net.forward):
-                forward_kwargs["randomize_noise"] = False  # the stored noise buffers: a graph cannot draw noise
-                notes += ("; deterministic: uses the noise maps stored in the weights instead of fresh noise "
-                          "per call (randomize_noise=False)")
-            module = FaceNetExport(net, forward_kwargs)
-            metadata["notes"] = notes
-    metadata["input_names"] = ",".join(inputs)
-    metadata["output_names"] = ",".join(outputs)
-    metadata["batch"] = "dynamic" if dynamic else str(fixed_batch)
-
+def _stacked(make: Callable[[torch.Generator], Any]) -> Callable[[int, torch.Generator], tuple[torch.Tensor, ...]]:
+    """(batch, rng) -> inputs, from a function drawing one sample (a tensor or a tuple of tensors)."""
     def make_inputs(n: int, rng: torch.Generator) -> tuple[torch.Tensor, ...]:
         samples = [make(rng) for _ in range(n)]
         if isinstance(samples[0], tuple):
             return tuple(torch.stack(parts) for parts in zip(*samples))
         return (torch.stack(samples),)
 
-    return ExportSpec(module.eval(), make_inputs, inputs, outputs, dynamic, fixed_batch, metadata)
+    return make_inputs
+
+
+def _detector_spec(net: nn.Module, entry: ZooEntry, size: int) -> ExportSpec:
+    config = entry.arch_config
+    module = DetectorExport(net, size, config["min_sizes"], config.get("steps", (8, 16, 32)),
+                            config.get("variances", (0.1, 0.2)))
+    priors = module.priors.shape[0]
+    return ExportSpec(module, _stacked(_uniform((3, size, size), 0.0, 255.0)), ("image",),
+                      ("boxes", "scores", "landmarks"), True, None, {
+        "inputs": f"image: float32 (N,3,{size},{size}) BGR, 0..255 (not mean-subtracted)",
+        "outputs": (f"boxes (N,{priors},4) x1,y1,x2,y2 and landmarks (N,{priors},5,2) (left eye, right eye, nose, "
+                    f"left/right mouth corner) in input pixels, scores (N,{priors}) face probability, for every "
+                    "prior box; apply a score threshold and NMS"),
+        "notes": ("fixed input size (the prior boxes are constants of that size): resize or pad images to it and "
+                  "map the results back"),
+    })
+
+
+def _relight_spec(net: nn.Module, entry: ZooEntry, size: int) -> ExportSpec:
+    downsampling = 32 if type(net).__name__ == "HourglassNet1024" else 16
+    if size % downsampling:
+        raise ValueError(f"{entry.name} needs an input side divisible by {downsampling}, got {size}")
+    lightness = _uniform((1, size, size), 0.0, 1.0)
+
+    def make(rng: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        sh = torch.randn(9, generator=rng) * 0.3
+        sh[0] += 0.8  # a plausible light: mostly ambient
+        return lightness(rng), sh
+
+    return ExportSpec(RelightExport(net, entry.forward_kwargs), _stacked(make), ("L", "sh"), ("relit", "light"),
+                      True, None, {
+        "inputs": (f"L: float32 (N,1,{size},{size}) lightness in [0, 1] (OpenCV Lab L / 255); sh: float32 (N,9) "
+                   "target light, second-order SH coefficients (facerestore.SHLight)"),
+        "outputs": (f"relit: float32 (N,1,{size},{size}) lightness in [0, 1]; light: float32 (N,9) SH light "
+                    "estimated for the input"),
+        "notes": "fixed input size; a and b of Lab are kept from the input image",
+    })
+
+
+def _restorer_spec(net: nn.Module, entry: ZooEntry, size: int | None, batch: int,
+                   part_locations: np.ndarray | None) -> ExportSpec:
+    net_size = 2 ** net.log_size if hasattr(net, "log_size") else entry.face_size
+    if size is not None and size != net_size:
+        raise ValueError(f"this {entry.name} network takes {net_size}x{net_size} faces, not {size}; "
+                         f"rebuild it for another size with load(..., {_size_key(entry) or 'size'}=...)")
+    lo, hi = entry.input_range
+    colour = entry.color.upper()
+    make = _stacked(_uniform((3, net_size, net_size), lo, hi))
+    metadata = {"inputs": f"image: float32 (N,3,{net_size},{net_size}) {colour} in [{lo:g}, {hi:g}]",
+                "outputs": f"output: float32 (N,3,{net_size},{net_size}) {colour}, about [{lo:g}, {hi:g}] (clamp it)"}
+    if type(net).__name__ == "UNetDictFace":
+        if not net.has_dictionaries:
+            raise ValueError("DFDNet needs its component dictionaries before export: load('dfdnet') with the "
+                             "official files, or net.load_dictionaries(folder) (see models/dfdnet.md)")
+        boxes = _dfdnet_boxes(part_locations, batch)
+        metadata["notes"] = ("fixed input size and batch; the component boxes [x1,y1,x2,y2] (left eye, right eye, "
+                             f"nose, mouth) are constants: {boxes.tolist()}")
+        return ExportSpec(DFDNetExport(net, boxes), make, ("image",), ("output",), False, batch, metadata)
+    forward_kwargs = dict(entry.forward_kwargs)
+    metadata["notes"] = "fixed input size"
+    if "randomize_noise" in _parameters(net.forward):
+        forward_kwargs["randomize_noise"] = False  # the stored noise buffers: a graph cannot draw noise
+        metadata["notes"] += ("; deterministic: uses the noise maps stored in the weights instead of fresh noise "
+                              "per call (randomize_noise=False)")
+    return ExportSpec(FaceNetExport(net, forward_kwargs), make, ("image",), ("output",), True, None, metadata)
 
 
 def _parameters(fn: Callable) -> set[str]:
@@ -384,7 +394,7 @@ def _torch_onnx_export(spec: ExportSpec, batch: int, dynamic: bool, opset: int):
     try:
         with torch.no_grad(), warnings.catch_warnings():
             # DPR's two inputs share the batch axis: the exporter says it keeps one name for both
-            warnings.filterwarnings("ignore", message="The axis name: .* will not be used", category=UserWarning)
+            warnings.filterwarnings("ignore", message=".*The axis name: .* will not be used", category=UserWarning)
             return torch.onnx.export(spec.module, example, None, dynamo=True, opset_version=opset,
                                      input_names=list(spec.input_names), output_names=list(spec.output_names),
                                      dynamic_shapes=dynamic_shapes, optimize=True, verbose=False)

@@ -64,7 +64,7 @@ def test_facexlib_priors_would_make_boxes_too_big(detector):
 
 
 def test_batched_detection_matches_single(detector):
-    imgs = [photo("Blake_Lively.jpg"), photo("00.jpg")]
+    imgs = [photo("Blake_Lively.jpg"), cv2.imread(str(shared_path("data/real/cropped/Adele_crop.png")))]
     batched = detector.detect_batch(imgs)
     for img, dets in zip(imgs, batched):
         single = detector.detect(img)
