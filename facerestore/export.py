@@ -27,6 +27,7 @@ ONNX goes through torch.onnx's torch.export-based exporter (needs the `onnxscrip
 from __future__ import annotations
 
 import contextlib
+import copy
 import importlib
 import inspect
 import io
@@ -160,9 +161,9 @@ def _load(model: Any, weights: str | os.PathLike | None, pretrained: bool, size:
 
     given = "as loaded by the caller"
     if isinstance(model, Restorer):
-        return model.net.float().cpu().eval(), model.entry, given
+        return _cpu_float32(model.net), model.entry, given
     if isinstance(model, FaceDetector):
-        return model.net.float().cpu().eval(), get_entry(model.name), given
+        return _cpu_float32(model.net), get_entry(model.name), given
     entry = resolve_entry(model)
     if not pretrained:
         note = "random init (pretrained=False)"
@@ -183,6 +184,15 @@ def _load(model: Any, weights: str | os.PathLike | None, pretrained: bool, size:
         overrides = {size_key: size, **overrides}
     restorer = load(entry, weights=weights, pretrained=pretrained, device="cpu", detector=None, **overrides)
     return restorer.net.eval(), entry, note
+
+
+def _cpu_float32(net: nn.Module) -> nn.Module:
+    """The network in float32 on the CPU, in eval mode; a copy when the caller's is elsewhere, so that
+    exporting never moves or casts the caller's model."""
+    tensors = [*net.parameters(), *net.buffers()]
+    if any(t.device.type != "cpu" or (t.is_floating_point() and t.dtype != torch.float32) for t in tensors):
+        net = copy.deepcopy(net).float().cpu()
+    return net.eval()
 
 
 def _size_key(entry: ZooEntry) -> str | None:
@@ -364,12 +374,13 @@ def export_onnx(
     if check:
         inputs = spec.inputs(batch, seed=1)
         diffs = check_outputs(_run_torch(spec.module, inputs), run_onnx(proto, inputs, spec.input_names),
-                       spec.output_names, tolerance, "onnxruntime")
+                              spec.output_names, tolerance, "onnxruntime")
         metadata["check_max_abs_diff"] = json.dumps(dict(zip(spec.output_names, diffs)))
     for key, value in metadata.items():
         prop = proto.metadata_props.add()
         prop.key, prop.value = METADATA_PREFIX + key, value
-    proto.doc_string = f"{entry.name} exported by facerestore. Inputs: {metadata['inputs']}. Outputs: {metadata['outputs']}"
+    proto.doc_string = (f"{entry.name} exported by facerestore {metadata['facerestore_version']}. "
+                        f"Inputs: {metadata['inputs']}. Outputs: {metadata['outputs']}")
     try:
         onnx.checker.check_model(proto)
         data = proto.SerializeToString()
@@ -425,8 +436,23 @@ def _run_torch(module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> list[np.n
 
 
 def compare_outputs(reference: list[np.ndarray], actual: list[np.ndarray]) -> list[float]:
-    """max |actual - reference| per output (inf when the shapes differ)."""
-    return [float(np.abs(a - r).max()) if a.shape == r.shape else float("inf") for r, a in zip(reference, actual)]
+    """max |actual - reference| per output; equal values count as 0 also where they are inf or nan
+    (random weights can overflow, e.g. a detector's box sizes); inf when the shapes differ."""
+    diffs = []
+    for r, a in zip(reference, actual):
+        if a.shape != r.shape:
+            diffs.append(float("inf"))
+            continue
+        with np.errstate(invalid="ignore"):  # inf - inf where both are inf: masked by `same`
+            same = (a == r) | (np.isnan(a) & np.isnan(r))
+            diffs.append(float(np.where(same, 0.0, np.abs(a.astype(np.float64) - r)).max(initial=0.0)))
+    return diffs
+
+
+def _scale(x: np.ndarray) -> float:
+    """max(1, max |x| over its finite values): what an output's tolerance is relative to."""
+    finite = np.abs(x[np.isfinite(x)])
+    return max(1.0, float(finite.max())) if finite.size else 1.0
 
 
 def read_metadata(path: str | os.PathLike) -> dict[str, str]:
@@ -470,8 +496,8 @@ def export_torchscript(
             buffer.seek(0)
             loaded = torch.jit.load(buffer)
         inputs = spec.inputs(batch, seed=1)
-        diffs = check_outputs(_run_torch(spec.module, inputs), _run_torch(loaded, inputs), spec.output_names, tolerance,
-                       "TorchScript")
+        diffs = check_outputs(_run_torch(spec.module, inputs), _run_torch(loaded, inputs), spec.output_names,
+                              tolerance, "TorchScript")
         metadata["check_max_abs_diff"] = json.dumps(dict(zip(spec.output_names, diffs)))
     extra = {"facerestore.json": json.dumps(metadata)}
     out = Path(path)
@@ -497,9 +523,8 @@ def check_outputs(reference: list[np.ndarray], actual: list[np.ndarray], names: 
     """Max |actual - reference| per output; ExportError when one exceeds tolerance x max(1, max |reference|)
     (relative to the output's scale: images in [-1, 1], boxes in pixels)."""
     diffs = compare_outputs(reference, actual)
-    off = [f"{name}: max |diff| {diff:.3g} (allowed {tolerance * max(1.0, float(np.abs(ref).max())):.3g})"
-           for name, diff, ref in zip(names, diffs, reference)
-           if not diff <= tolerance * max(1.0, float(np.abs(ref).max()))]
+    off = [f"{name}: max |diff| {diff:.3g} (allowed {tolerance * _scale(ref):.3g})"
+           for name, diff, ref in zip(names, diffs, reference) if not diff <= tolerance * _scale(ref)]
     if off:
         raise ExportError(f"the {runtime} model does not reproduce PyTorch: {'; '.join(off)}. Please report "
                           "this with the model name and your torch/onnx/onnxruntime versions; pass "

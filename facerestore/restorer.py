@@ -259,7 +259,7 @@ class FaceRestorer(Restorer):
             return RestoreResult(from_bgr_uint8(background, info, color_order), [])
 
         from .face.align import transform_points, warp_faces
-        from .face.paste import paste_faces
+        from .face.paste import paste_faces, resize_affine
 
         affines = np.stack([f.affine for f in faces])
         crops = warp_faces(bgr, affines, size)
@@ -267,9 +267,8 @@ class FaceRestorer(Restorer):
         restored = blend(self.forward_faces(crops, crop_landmarks, seed=seed), crops, fidelity)
         for face, crop, out in zip(faces, crops, restored):
             face.crop, face.restored = crop, out
-        scale_h, scale_w = background.shape[0] / bgr.shape[0], background.shape[1] / bgr.shape[1]
-        to_background = np.diag([1.0 / scale_w, 1.0 / scale_h, 1.0])  # background pixel -> input pixel
-        bg_affines = np.stack([a @ to_background for a in affines])
+        to_input = resize_affine(bgr.shape, background.shape)  # background pixel -> input pixel
+        bg_affines = np.stack([a @ to_input for a in affines])
         image = paste_faces(background, restored, bg_affines)
         return RestoreResult(from_bgr_uint8(image, info, color_order), faces)
 

@@ -243,6 +243,8 @@ def test_dfdnet_onnx_reproduces_the_official_output(tmp_path):
     (out,) = session.run(None, {"image": case["input_A"]})
     assert np.abs(out - case["out_eval"]).max() < 1e-4
     assert str(case["part_locations"].tolist()) in read_metadata(path)["notes"]
+    del session
+    path.unlink()  # 480 MB: not left behind in pytest's kept temporary folders
 
 
 # ---------------------------------------------------------------- TorchScript
