@@ -63,6 +63,10 @@ def load(
     """
     entry = resolve_entry(name)
     device = torch.device(device) if device is not None else default_device()
+    if entry.task == "detect":  # detectors are zoo entries too; they have their own small wrapper
+        from .face.detect import load_detector
+
+        return load_detector(entry.name, weights=weights, device=device)
     net = entry.build(**overrides)
     if pretrained:
         paths = fetch(entry, weights, progress=progress, **overrides)
