@@ -35,7 +35,6 @@ import math
 import os
 import resource
 import sys
-import tempfile
 import time
 from pathlib import Path
 from typing import Any, Iterable
@@ -45,7 +44,7 @@ from tqdm.auto import tqdm
 
 from .data.datasets import DegradedFolderDataset, PairedFolderDataset
 from .data.preview import labelled_grid
-from .imageio import read_image, write_image
+from .imageio import read_image, write_atomic, write_image
 from .metrics import get_info, list_metrics
 
 DEFAULT_METRICS = ("psnr", "ssim", "lpips", "niqe", "ids", "lmd")
@@ -68,11 +67,8 @@ def _write_json(path: Path, obj: Any) -> None:
             return [clean(v) for v in value]
         return value
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w") as f:
-        json.dump(clean(obj), f, indent=1, allow_nan=False)
-    os.replace(tmp, path)
+    text = json.dumps(clean(obj), indent=1, allow_nan=False)
+    write_atomic(path, lambda f: f.write(text.encode()))
 
 
 def _read_json(path: Path) -> dict | None:

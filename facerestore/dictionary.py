@@ -31,7 +31,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from .archs.dfdnet import PARTS, SCALES, UNetDictFace, VGGFeat, dictionary_key, dictionary_shape
-from .imageio import IMAGE_EXTENSIONS, to_bgr_uint8
+from .imageio import IMAGE_EXTENSIONS, to_bgr_uint8, write_atomic
 
 
 def list_images(folder: str | os.PathLike) -> list[Path]:
@@ -206,18 +206,6 @@ def kmeans(data: np.ndarray | torch.Tensor, k: int, iterations: int = 50, seed: 
     return (centres + offset).cpu().numpy(), labels.cpu().numpy()
 
 
-def _save_npy(path: Path, array: np.ndarray) -> None:
-    """Atomic np.save: temp file in the same folder, then rename."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.save(f, array)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-
-
 def build_dictionaries(
     faces: str | os.PathLike | Sequence[str | os.PathLike],
     out_dir: str | os.PathLike,
@@ -295,7 +283,8 @@ def build_dictionaries(
                 centres, _ = kmeans(data, clusters, iterations=iterations, seed=seed, device=device)
                 del data
                 written[key] = out_dir / f"{key}_center.npy"
-                _save_npy(written[key], centres.reshape(clusters, *shape))
+                array = centres.reshape(clusters, *shape)
+                write_atomic(written[key], lambda f: np.save(f, array))
     finally:
         vgg.to(vgg_device).train(vgg_training)
     return written

@@ -33,16 +33,16 @@ import inspect
 import io
 import json
 import os
-import tempfile
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, BinaryIO, Callable, Iterator
+from typing import Any, Callable, Iterator
 
 import numpy as np
 import torch
 from torch import nn
 
+from .imageio import write_atomic
 from .registry import ZooEntry
 
 MIN_OPSET = 18  # the torch.export-based exporter writes opset 18 and newer
@@ -387,7 +387,7 @@ def export_onnx(
     except ValueError as exc:  # protobuf's 2 GB limit (no zoo model comes near it)
         raise ExportError(f"{entry.name} is too large for a single-file ONNX model ({exc})") from exc
     out = Path(path)
-    _write_atomic(out, lambda f: f.write(data))
+    write_atomic(out, lambda f: f.write(data))
     return out
 
 
@@ -502,7 +502,7 @@ def export_torchscript(
     extra = {"facerestore.json": json.dumps(metadata)}
     out = Path(path)
     with _quiet_jit():
-        _write_atomic(out, lambda f: torch.jit.save(traced, f, _extra_files=extra))
+        write_atomic(out, lambda f: torch.jit.save(traced, f, _extra_files=extra))
     return out
 
 
@@ -549,16 +549,3 @@ def _quiet_jit() -> Iterator[None]:
         warnings.filterwarnings("ignore", category=FutureWarning, message=r".*torch\.jit.*deprecated")
         warnings.filterwarnings("ignore", category=torch.jit.TracerWarning)
         yield
-
-
-def _write_atomic(path: Path, write: Callable[[BinaryIO], Any]) -> None:
-    """write(file) into a temporary file beside `path`, then rename it over `path`."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)

@@ -193,6 +193,42 @@ def resolve(
     return paths
 
 
+def torch_hub_dir() -> Path:
+    """Where torchvision keeps downloaded weights (`$TORCH_HOME/hub/checkpoints`)."""
+    torch_home = os.environ.get("TORCH_HOME") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "torch")
+    return Path(torch_home) / "hub" / "checkpoints"
+
+
+def fetch_file(filename: str, url: str, weights: str | os.PathLike | None = None,
+               allow_download: bool = True) -> Path:
+    """Local path of a helper network's file (VGG, ArcFace, Inception, ...), outside the zoo.
+
+    Order: `weights` (an explicit file), `$FACERESTORE_HOME/weights/<filename>`, torchvision's
+    cache, then an atomic download into `$FACERESTORE_HOME/weights`. The WeightsError otherwise
+    names the file, its URL and where to put it.
+    """
+    if weights is not None:
+        path = Path(weights).expanduser()
+        if not path.is_file():
+            raise WeightsError(f"weights file {path} does not exist")
+        return path
+    for path in (weights_dir() / filename, torch_hub_dir() / filename):
+        if path.is_file():
+            return path
+    target = weights_dir() / filename
+    reason = "downloads are disabled"
+    if allow_download:
+        try:
+            return download(url, target)
+        except WeightsError as exc:
+            reason = str(exc)
+    raise WeightsError(
+        f"{filename} is needed and could not be found or downloaded ({reason}). Download it from {url} "
+        f"and put it at {target} (the folder is $FACERESTORE_HOME/weights), or pass its path explicitly"
+    )
+
+
 def read_checkpoint(path: str | os.PathLike) -> Any:
     """Load a checkpoint file safely.
 

@@ -13,7 +13,7 @@ import os
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, Callable
 
 import cv2
 import numpy as np
@@ -46,23 +46,31 @@ def read_image(path: str | os.PathLike, flags: int = cv2.IMREAD_UNCHANGED) -> np
     return img
 
 
-def write_image(path: str | os.PathLike, img: np.ndarray, params: list[int] | None = None) -> Path:
-    """Write atomically: encode to a temp file in the same folder, then rename over the target."""
+def write_atomic(path: str | os.PathLike, write: Callable[[BinaryIO], Any]) -> Path:
+    """`write(file)` into a temporary file beside `path`, flush it to disk, then rename it over `path`:
+    readers see the old file or the complete new one, never a partial write."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    ext = path.suffix.lower() or ".png"
-    ok, buf = cv2.imencode(ext, img, params or [])
-    if not ok:
-        raise ImageError(f"could not encode an image as {ext}")
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
-            f.write(buf.tobytes())
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
             os.unlink(tmp)
     return path
+
+
+def write_image(path: str | os.PathLike, img: np.ndarray, params: list[int] | None = None) -> Path:
+    """Encode by the file extension and write atomically (see write_atomic)."""
+    ext = Path(path).suffix.lower() or ".png"
+    ok, buf = cv2.imencode(ext, img, params or [])
+    if not ok:
+        raise ImageError(f"could not encode an image as {ext}")
+    return write_atomic(path, lambda f: f.write(buf.tobytes()))
 
 
 def to_bgr_uint8(img: Any, color_order: str = "bgr") -> tuple[np.ndarray, ImageInfo]:

@@ -11,14 +11,14 @@ from __future__ import annotations
 import contextlib
 import math
 import warnings
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Iterator
 
 import cv2
 import numpy as np
 import torch
 
-from .imageio import ImageInfo, from_bgr_uint8, to_bgr_uint8
+from .imageio import from_bgr_uint8, to_bgr_uint8
 from .registry import ZooEntry
 
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}

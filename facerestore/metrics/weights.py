@@ -13,12 +13,10 @@ from .. import hub
 def metric_weights_path(metric: str, filename: str, url: str, weights: str | os.PathLike | None = None,
                         env: str | None = None, download: bool = True) -> Path:
     """Local path of a file `metric` needs; `weights` (or the `env` variable) names it explicitly."""
-    from ..losses.weights import loss_weights_path  # the shared lookup (imports the losses package)
-
     if weights is None and env and os.environ.get(env):
         weights = os.environ[env]
     try:
-        return loss_weights_path(filename, url, weights, download=download)
+        return hub.fetch_file(filename, url, weights, allow_download=download)
     except hub.WeightsError as exc:
         where = f"pass weights='/path/to/{filename}'" + (f" or set {env}=/path/to/{filename}" if env else "")
         if weights is not None:

@@ -30,7 +30,6 @@ import math
 import os
 import random
 import signal
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -45,6 +44,7 @@ from torch.utils.data import DataLoader, default_collate
 from tqdm.auto import tqdm
 
 from .. import hub
+from ..imageio import write_atomic
 from ..registry import ZooEntry
 from .config import Config, ConfigError, SchedulerConfig, base_entry, entry_from_config, load_config
 from .data import EpochIndexed, StreamBatchSampler, fixed_items, relight_datasets, restoration_datasets
@@ -114,22 +114,6 @@ def seed_everything(seed: int) -> None:
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
-
-
-def save_atomic(obj: Any, path: Path) -> Path:
-    """torch.save to a temporary file beside `path`, fsync, then rename over it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-    return path
 
 
 def _ignore_sigint(_worker_id: int) -> None:
@@ -326,9 +310,9 @@ class Trainer:
         if not self.dist.is_main:
             return None
         state = self._state(rng_states)
-        save_atomic(state, self.checkpoint_path)
+        write_atomic(self.checkpoint_path, lambda f: torch.save(state, f))
         if self.config.log.snapshots:
-            save_atomic(state, self.out / f"iter_{self.iter:07d}.pth")
+            write_atomic(self.out / f"iter_{self.iter:07d}.pth", lambda f: torch.save(state, f))
         return self.checkpoint_path
 
     def _load_checkpoint(self) -> None:
