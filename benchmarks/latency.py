@@ -40,14 +40,16 @@ def face_crops(size: int, n: int) -> np.ndarray:
 
 def prepare(restorer) -> None:
     """Models that need more than weights to run (DFDNet's dictionaries) get random ones."""
-    if restorer.entry.name == "dfdnet" and not getattr(restorer.net, "has_dictionaries", lambda: False)():
-        restorer.net.set_dictionaries(random_dictionaries(restorer.net, clusters=16))
+    if restorer.entry.name == "dfdnet" and not restorer.net.has_dictionaries:
+        restorer.net.set_dictionaries(random_dictionaries(restorer.net, clusters=4))
 
 
 def random_dictionaries(net, clusters: int) -> dict:
-    shapes = net.dictionary_shapes(clusters)
+    from facerestore.archs.dfdnet import PARTS, SCALES, dictionary_key, dictionary_shape
+
     gen = torch.Generator().manual_seed(0)
-    return {key: torch.randn(shape, generator=gen) for key, shape in shapes.items()}
+    return {dictionary_key(part, scale): torch.randn((clusters, *dictionary_shape(part, scale)), generator=gen)
+            for part in PARTS for scale in SCALES}
 
 
 def run_once(restorer, crops: np.ndarray) -> None:

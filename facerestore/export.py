@@ -42,6 +42,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from .archs.ops import official_ops
 from .imageio import write_atomic
 from .registry import ZooEntry
 
@@ -403,7 +404,8 @@ def _torch_onnx_export(spec: ExportSpec, batch: int, dynamic: bool, opset: int):
         n = torch.export.Dim("N", min=1, max=4096)
         dynamic_shapes = {name: {0: n} for name in spec.input_names}
     try:
-        with torch.no_grad(), warnings.catch_warnings():
+        # official_ops: the plain op sequence (no oneDNN-only fused convolutions) is what exports
+        with torch.no_grad(), official_ops(), warnings.catch_warnings():
             # DPR's two inputs share the batch axis: the exporter says it keeps one name for both
             warnings.filterwarnings("ignore", message=".*The axis name: .* will not be used", category=UserWarning)
             return torch.onnx.export(spec.module, example, None, dynamo=True, opset_version=opset,
@@ -485,7 +487,7 @@ def export_torchscript(
     net, entry, weights_note = _load(model, weights, pretrained, size, overrides)
     spec = export_spec(net, entry, size=size, batch=batch, part_locations=part_locations)
     example = spec.inputs(batch + 1 if spec.dynamic_batch else batch)  # see _torch_onnx_export
-    with torch.no_grad(), _quiet_jit():
+    with torch.no_grad(), _quiet_jit(), official_ops():  # portable ops only (see _torch_onnx_export)
         traced = torch.jit.trace(spec.module, example, check_trace=False)
     metadata = {**spec.metadata, "batch": "dynamic" if spec.dynamic_batch else str(spec.fixed_batch),
                 "weights": weights_note}

@@ -87,9 +87,10 @@ class Restorer:
         self.device = torch.device(device) if device is not None else default_device()
         self.precision = precision
         self.net = net.to(self.device).eval()
+        if self.channels_last:
+            to_channels_last(self.net)
         if precision != "fp32":
             # the net itself runs in the chosen precision, also when called directly as restorer.net(x)
-            to_channels_last(self.net)
             self._wrap_forward()
         self.detector_name = detector
         self.detector_weights = detector_weights
@@ -97,6 +98,11 @@ class Restorer:
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.entry.name!r}, device={str(self.device)!r}, precision={self.precision!r})"
+
+    @property
+    def channels_last(self) -> bool:
+        """Whether the net runs channels_last (always in fast modes; in exact mode where the entry says)."""
+        return self.precision != "fp32" or self.entry.channels_last
 
     @property
     def detector(self):
@@ -163,7 +169,7 @@ class Restorer:
         x = x.permute(0, 3, 1, 2).float() / 255.0
         lo, hi = self.entry.input_range
         x = x * (hi - lo) + lo
-        if self.precision != "fp32":
+        if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         return x
 

@@ -80,16 +80,24 @@ def test_pipeline_reproduces_the_official_demo(request, size, lights):
         case = np.load(shared_path(f"golden/dpr/dpr{size}_light_{i:02d}.npz"))
         relit, source = relighter.relight_crops(net_input[None], light_file(i))  # path: 0.7 x file values
         assert np.abs(source[0] - case["out_light"].reshape(9)).max() <= 1e-5
-        assert_nearly_equal(relit[0], case["result_bgr_at_net_res"], max_pixels=30)
+        # the network as the pipeline runs it (channels_last, folded BatchNorm, fused epilogues)
+        with torch.inference_mode():
+            lightness = torch.from_numpy(inputs["input_L"])
+            out_img = relighter.net(lightness, torch.from_numpy(case["sh_input"]).float(), 0)[0]
+        assert np.abs(out_img.numpy() - case["out_img"]).max() <= 1e-5
+        # uint8 truncation flips a value wherever out_img * 255 lies within |error| * 255 of an integer:
+        # about pixels x 2 x 255 x 1e-6 values for a typical float32 error of 1e-6 (0.05 %)
+        flips = int(size * size * 2 * 255 * 1e-6)
+        assert_nearly_equal(relit[0], case["result_bgr_at_net_res"], max_pixels=flips)
         final = relighter._from_net(relit[0], geometry)
         expected = cv2.imread(str(shared_path(f"golden/dpr/dpr{size}_light_{i:02d}_result.png")))
-        assert_nearly_equal(final, expected, max_pixels=60)
+        assert_nearly_equal(final, expected, max_pixels=flips)
 
 
 def test_relight_is_the_demo_end_to_end(dpr512, obama):
     out = dpr512.relight(obama, light_file(4))
     expected = cv2.imread(str(shared_path("golden/dpr/dpr512_light_04_result.png")))
-    assert_nearly_equal(out, expected, max_pixels=60)
+    assert_nearly_equal(out, expected, max_pixels=int(512 * 512 * 2 * 255 * 1e-6))  # see above
 
 
 def test_all_light_forms_agree(dpr512, small_portrait):

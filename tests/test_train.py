@@ -202,13 +202,14 @@ def test_resume_after_ctrl_c_continues_the_same_loss_curve(faces64, tmp_path, on
     losses["gan"]["r1_every"] = 4
     config = write_config(tmp_path / "tiny.yaml", log=QUIET_LOG, losses=losses)
     straight = tmp_path / "straight"
-    train(config, hq=faces64, iters=total, out=straight, progress=False)
+    # on CPU: CUDA runs in two processes differ (cudnn.benchmark picks algorithms per process)
+    train(config, hq=faces64, iters=total, out=straight, device="cpu", progress=False)
 
     killed = tmp_path / "killed"
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
     proc = subprocess.Popen([sys.executable, "-m", "facerestore", "train", str(config), "--hq", str(faces64),
-                             "--iters", "1000", "--out", str(killed), "--no-progress"], cwd=ROOT, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+                             "--iters", "1000", "--out", str(killed), "--device", "cpu", "--no-progress"], cwd=ROOT,
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     log = killed / "log.csv"
     deadline = time.monotonic() + 120
     while not (log.is_file() and len(log.read_text().splitlines()) >= 3):  # header + 2 iterations
@@ -221,7 +222,7 @@ def test_resume_after_ctrl_c_continues_the_same_loss_curve(faces64, tmp_path, on
     assert 2 <= stopped_at < total and f"stopped at iteration {stopped_at}" in output
 
     assert facerestore.cli.main(["train", str(config), "--hq", str(faces64), "--iters", str(total),
-                                 "--out", str(killed), "--resume", "--no-progress"]) == 0
+                                 "--out", str(killed), "--resume", "--device", "cpu", "--no-progress"]) == 0
     a, b = read_csv(straight / "log.csv"), read_csv(killed / "log.csv")
     assert [r["iter"] for r in b] == list(range(1, total + 1))
     assert any("d_r1" in row for row in a[stopped_at:])  # the lazy R1 ran after the resume
@@ -304,7 +305,8 @@ def test_torchrun_two_processes_train_with_ddp(faces64, tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
     done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
                            "-m", "facerestore", "train", str(config), "--hq", str(faces64), "--iters", "2",
-                           "--out", str(out), "--no-progress"], cwd=ROOT, env=env, capture_output=True, text=True,
+                           "--out", str(out), "--device", "cpu", "--no-progress"], cwd=ROOT, env=env,
+                          capture_output=True, text=True,
                           timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
     assert done.stdout.count("done at iteration 2") == 1  # reported once, by rank 0

@@ -33,6 +33,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .ops import conv2d_act, max_pool2x2
+
 PARTS = ("left_eye", "right_eye", "nose", "mouth")
 ATTENTION_PREFIX = {"left_eye": "le", "right_eye": "re", "nose": "no", "mouth": "mo"}
 SCALES = (256, 128, 64, 32)  # feature-map sides for a 512 input: VGG strides 2, 4, 8, 16
@@ -144,10 +146,67 @@ class SpectralNormConv2d(nn.Module):
         return F.conv2d(x, self.weight(), self.bias, padding=self.padding, dilation=self.dilation)
 
 
-def sn_conv_pair(in_channels: int, mid_channels: int, out_channels: int, dilation: int = 1) -> nn.Sequential:
+class FusedSequential(nn.Sequential):
+    """nn.Sequential (same keys) that runs each conv together with the ReLU/LeakyReLU right after it
+    as one convolution (ops.conv2d_act: bit-identical, one pass over the activations fewer)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return run_fused(self, x)
+
+
+def is_fusable_conv(layer: nn.Module) -> bool:
+    """A stride-1 conv with one padding and dilation value: what ops.conv2d_act runs."""
+    if isinstance(layer, SpectralNormConv2d):
+        return True
+    return (isinstance(layer, nn.Conv2d) and layer.stride == (1, 1) and layer.groups == 1
+            and layer.padding_mode == "zeros" and isinstance(layer.padding, tuple)
+            and len(set(layer.padding)) == 1 and len(set(layer.dilation)) == 1)
+
+
+def conv_parameters(layer: nn.Module) -> tuple[torch.Tensor, torch.Tensor | None, int, int]:
+    """(weight, bias, padding, dilation) of a fusable conv. For a SpectralNormConv2d in train mode this
+    runs its power iteration, like calling it does: call it once per forward."""
+    if isinstance(layer, SpectralNormConv2d):
+        return layer.weight(), layer.bias, layer.padding, layer.dilation
+    return layer.weight, layer.bias, layer.padding[0], layer.dilation[0]
+
+
+def _is_pool2x2(pool: nn.MaxPool2d) -> bool:
+    return (pool.kernel_size in (2, (2, 2)) and pool.stride in (2, (2, 2)) and pool.padding in (0, (0, 0))
+            and pool.dilation in (1, (1, 1)) and not pool.ceil_mode and not pool.return_indices)
+
+
+def run_fused(layers: Sequence[nn.Module], x: torch.Tensor, residual: torch.Tensor | None = None) -> torch.Tensor:
+    """Run `layers` in order; a conv followed by ReLU/LeakyReLU runs as one fused op, and `residual`
+    (if given) is added to the output of the last layer, which must then be a conv."""
+    index, count = 0, len(layers)
+    while index < count:
+        layer = layers[index]
+        after = layers[index + 1] if index + 1 < count else None
+        if is_fusable_conv(layer) and isinstance(after, (nn.ReLU, nn.LeakyReLU)):
+            activation = "relu" if isinstance(after, nn.ReLU) else "leaky_relu"
+            x = conv2d_act(x, *conv_parameters(layer), activation=activation,
+                           negative_slope=getattr(after, "negative_slope", 0.0))
+            index += 2
+        elif isinstance(layer, nn.MaxPool2d) and _is_pool2x2(layer):
+            x = max_pool2x2(x)
+            index += 1
+        elif after is None and residual is not None:
+            if not is_fusable_conv(layer):
+                raise ValueError("a residual can only follow a trailing conv")
+            return conv2d_act(x, *conv_parameters(layer), residual=residual)
+        else:
+            x = layer(x)
+            index += 1
+    if residual is not None:
+        raise ValueError("a residual can only follow a trailing conv")
+    return x
+
+
+def sn_conv_pair(in_channels: int, mid_channels: int, out_channels: int, dilation: int = 1) -> FusedSequential:
     """SN conv3x3 -> LeakyReLU(0.2) -> SN conv3x3: the official AttentionBlock, convU, ToRGB and the
     StyledUpBlock's scale/shift branches all have this layout (keys .0 and .2)."""
-    return nn.Sequential(
+    return FusedSequential(
         SpectralNormConv2d(in_channels, mid_channels, padding=dilation, dilation=dilation),
         nn.LeakyReLU(0.2),
         SpectralNormConv2d(mid_channels, out_channels, padding=dilation, dilation=dilation),
@@ -179,7 +238,7 @@ class MSDilateBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         branches = [self.conv1(x), self.conv2(x), self.conv3(x), self.conv4(x)]
-        return self.convi(torch.cat(branches, 1)) + x
+        return conv2d_act(torch.cat(branches, 1), *conv_parameters(self.convi), residual=x)
 
 
 class StyledUpBlock(nn.Module):
@@ -189,13 +248,13 @@ class StyledUpBlock(nn.Module):
 
     def __init__(self, in_channels: int, out_channels: int) -> None:
         super().__init__()
-        self.conv1 = nn.Sequential(Blur(in_channels), SpectralNormConv2d(in_channels, out_channels),
+        self.conv1 = FusedSequential(Blur(in_channels), SpectralNormConv2d(in_channels, out_channels),
                                    nn.LeakyReLU(0.2))
-        self.convup = nn.Sequential(nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False),
+        self.convup = FusedSequential(nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False),
                                     SpectralNormConv2d(out_channels, out_channels), nn.LeakyReLU(0.2))
         self.lrelu = nn.LeakyReLU(0.2)
         self.ScaleModel1 = sn_conv_pair(in_channels, out_channels, out_channels)
-        self.ShiftModel1 = nn.Sequential(*sn_conv_pair(in_channels, out_channels, out_channels), nn.Sigmoid())
+        self.ShiftModel1 = FusedSequential(*sn_conv_pair(in_channels, out_channels, out_channels), nn.Sigmoid())
 
     def forward(self, x: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
         out = self.lrelu(self.conv1(x))
@@ -208,11 +267,11 @@ class UpResBlock(nn.Module):
 
     def __init__(self, channels: int) -> None:
         super().__init__()
-        self.Model = nn.Sequential(nn.Conv2d(channels, channels, 3, 1, 1), nn.LeakyReLU(0.2, True),
+        self.Model = FusedSequential(nn.Conv2d(channels, channels, 3, 1, 1), nn.LeakyReLU(0.2, True),
                                    nn.Conv2d(channels, channels, 3, 1, 1))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x + self.Model(x)
+        return run_fused(self.Model, x, residual=x)  # = x + Model(x)
 
 
 def zero_linear(in_features: int, out_features: int) -> nn.Linear:
@@ -273,8 +332,7 @@ class VGGFeat(nn.Module):
             x = F.interpolate(x, size=(224, 224), mode="bilinear", align_corners=False)
         features, start = [], 0
         for stop in VGG_FEATURE_STOPS:
-            for index in range(start, stop):
-                x = self.model.features[index](x)
+            x = run_fused(self.model.features[start:stop], x)
             features.append(x)
             start = stop
         return features
@@ -305,7 +363,7 @@ class UNetDictFace(nn.Module):
         self.up1 = StyledUpBlock(ngf * 8, ngf * 4)
         self.up2 = StyledUpBlock(ngf * 4, ngf * 2)
         self.up3 = StyledUpBlock(ngf * 2, ngf)
-        self.up4 = nn.Sequential(
+        self.up4 = FusedSequential(
             SpectralNormConv2d(ngf, ngf), nn.LeakyReLU(0.2), UpResBlock(ngf), UpResBlock(ngf),
             nn.Conv2d(ngf, 3, kernel_size=3, stride=1, padding=1), nn.Tanh(),
         )

@@ -25,8 +25,24 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .ops import conv2d_act, fast_ops_enabled, fold_batch_norm, instance_norm, max_pool2x2
+
 LIGHT_FEATURES = 27  # innermost channels that carry lighting
 SH_COEFFICIENTS = 9  # second-order SH, grey
+
+
+def conv_norm_relu(x: torch.Tensor, conv: nn.Conv2d, norm: nn.Module, relu: bool = True,
+                   residual: torch.Tensor | None = None) -> torch.Tensor:
+    """relu(norm(conv(x)) + residual). An eval-mode BatchNorm is folded into the conv, and the
+    addition and ReLU run inside it (ops.conv2d_act); instance norm runs on its own."""
+    if isinstance(norm, nn.BatchNorm2d) and not norm.training and norm.track_running_stats and fast_ops_enabled():
+        weight, bias = fold_batch_norm(conv, norm)
+        return conv2d_act(x, weight, bias, conv.padding[0], conv.dilation[0], "relu" if relu else None,
+                          residual=residual)
+    out = instance_norm(conv(x), norm.eps) if isinstance(norm, nn.InstanceNorm2d) else norm(conv(x))
+    if residual is not None:
+        out += residual  # out is a fresh tensor: in place saves an allocation
+    return F.relu(out, inplace=True) if relu else out
 
 
 class BasicBlock(nn.Module):
@@ -51,10 +67,9 @@ class BasicBlock(nn.Module):
         self.identity_shortcut = in_channels == out_channels
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = F.relu(self.bn1(self.conv1(x)), inplace=True)
-        out = self.bn2(self.conv2(out))
-        out += x if self.identity_shortcut else self.shortcuts(x)
-        return F.relu(out, inplace=True)
+        out = conv_norm_relu(x, self.conv1, self.bn1)
+        shortcut = x if self.identity_shortcut else self.shortcuts(x)
+        return conv_norm_relu(out, self.conv2, self.bn2, residual=shortcut)
 
 
 class LightingNet(nn.Module):
@@ -105,7 +120,7 @@ class HourglassBlock(nn.Module):
 
     def forward(self, x: torch.Tensor, target_sh: torch.Tensor, count: int = 0,
                 skip_count: int = 0) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        lower = self.low1(F.max_pool2d(x, 2, 2))
+        lower = self.low1(max_pool2x2(x))
         if isinstance(self.middle, HourglassBlock):
             lower, face_feat, source_sh = self.middle(lower, target_sh, count + 1, skip_count)
         else:
@@ -168,23 +183,23 @@ class HourglassNet(nn.Module):
         level): the same value as the forward's out_light, at about half the cost."""
         block = self.HG3
         while isinstance(block, HourglassBlock):
-            feat = block.low1(F.max_pool2d(feat, 2, 2))
+            feat = block.low1(max_pool2x2(feat))
             block = block.middle
         return block.predict(feat)
 
     def predict_light(self, x: torch.Tensor) -> torch.Tensor:
         """SH (B, 9, 1, 1) of the light in image x (B, 1, H, W), without rendering a relit image."""
-        return self.encode_light(F.relu(self.pre_bn(self.pre_conv(x)), inplace=True))
+        return self.encode_light(conv_norm_relu(x, self.pre_conv, self.pre_bn))
 
     def head(self, feat: torch.Tensor) -> torch.Tensor:
         """conv_1..conv_3 + output + sigmoid: hourglass features -> image in [0, 1]."""
-        feat = F.relu(self.bn_1(self.conv_1(feat)), inplace=True)
-        feat = F.relu(self.bn_2(self.conv_2(feat)), inplace=True)
-        feat = F.relu(self.bn_3(self.conv_3(feat)), inplace=True)
+        feat = conv_norm_relu(feat, self.conv_1, self.bn_1)
+        feat = conv_norm_relu(feat, self.conv_2, self.bn_2)
+        feat = conv_norm_relu(feat, self.conv_3, self.bn_3)
         return torch.sigmoid(self.output(feat))
 
     def forward(self, x: torch.Tensor, sh: torch.Tensor, skip_count: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-        feat = F.relu(self.pre_bn(self.pre_conv(x)), inplace=True)
+        feat = conv_norm_relu(x, self.pre_conv, self.pre_bn)
         feat, _, source_sh = self.hourglass(feat, sh, skip_count)
         return self.head(feat), source_sh
 
@@ -219,7 +234,7 @@ class HourglassNet1024(nn.Module):
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """Full-resolution pre-conv, then 2x max-pool: the inner hourglass's input."""
-        return F.max_pool2d(F.relu(self.pre_bn(self.pre_conv(x)), inplace=True), 2, 2)
+        return max_pool2x2(conv_norm_relu(x, self.pre_conv, self.pre_bn))
 
     def predict_light(self, x: torch.Tensor) -> torch.Tensor:
         """SH (B, 9, 1, 1) of the light in image x (B, 1, H, W), without rendering a relit image."""

@@ -104,11 +104,26 @@ class FID:
         return feats.mean(axis=0), np.cov(feats, rowvar=False)
 
     def __call__(self, restored: str | os.PathLike, reference: str | os.PathLike) -> float:
-        from pytorch_fid.fid_score import calculate_frechet_distance
-
         for folder in (restored, reference):
             if not Path(folder).is_dir():
                 raise ValueError(f"FID compares two folders of images; {folder} is not a folder")
         mu1, sigma1 = self.statistics(restored)
         mu2, sigma2 = self.statistics(reference)
-        return float(calculate_frechet_distance(mu1, sigma1, mu2, sigma2))
+        return frechet_distance(mu1, sigma1, mu2, sigma2)
+
+
+def frechet_distance(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray,
+                     eps: float = 1e-6) -> float:
+    """pytorch-fid's calculate_frechet_distance, without sqrtm's `disp` argument (removed in SciPy 1.18)."""
+    from scipy import linalg
+
+    diff = mu1 - mu2
+    covmean = linalg.sqrtm(sigma1.dot(sigma2))
+    if not np.isfinite(covmean).all():  # product almost singular: add eps to the diagonal
+        offset = np.eye(sigma1.shape[0]) * eps
+        covmean = linalg.sqrtm((sigma1 + offset).dot(sigma2 + offset))
+    if np.iscomplexobj(covmean):
+        if not np.allclose(np.diagonal(covmean).imag, 0, atol=1e-3):
+            raise ValueError(f"imaginary component {np.max(np.abs(covmean.imag))}")
+        covmean = covmean.real
+    return float(diff.dot(diff) + np.trace(sigma1) + np.trace(sigma2) - 2 * np.trace(covmean))

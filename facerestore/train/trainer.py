@@ -140,17 +140,30 @@ class DistInfo:
         return self.world_size > 1
 
 
-def init_distributed() -> DistInfo:
-    """Join the process group when launched by torchrun (WORLD_SIZE > 1): NCCL on GPUs, gloo on CPU."""
+def init_distributed(device: str | torch.device | None = None) -> DistInfo:
+    """Join the process group when launched by torchrun (WORLD_SIZE > 1): NCCL when this process trains
+    on a GPU, gloo on CPU (`--device cpu`, no CUDA, or fewer GPUs than local processes)."""
     world_size = int(os.environ.get("WORLD_SIZE", "1"))
     if world_size <= 1:
         return DistInfo()
     info = DistInfo(int(os.environ["RANK"]), world_size, int(os.environ.get("LOCAL_RANK", "0")))
     if not dist.is_initialized():
-        if torch.cuda.is_available():
-            torch.cuda.set_device(info.local_rank)
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+        own = rank_device(device, info.local_rank)
+        if own.type == "cuda":
+            torch.cuda.set_device(own)
+        dist.init_process_group("nccl" if own.type == "cuda" else "gloo")
     return info
+
+
+def rank_device(device: str | torch.device | None, local_rank: int) -> torch.device:
+    """The explicit device ("cuda" = this local rank's GPU), else the local rank's GPU when every local
+    process has one (the same choice in all processes), else the CPU."""
+    if device is not None:
+        device = torch.device(device)
+        return torch.device("cuda", local_rank) if device.type == "cuda" and device.index is None else device
+    if torch.cuda.is_available() and int(os.environ.get("LOCAL_WORLD_SIZE", "1")) <= torch.cuda.device_count():
+        return torch.device("cuda", local_rank)
+    return torch.device("cpu")
 
 
 # ---- logs ---------------------------------------------------------------------------------------------
@@ -212,14 +225,9 @@ class Trainer:
     def __init__(self, config: Config, resume: bool = False, device: str | torch.device | None = None,
                  progress: bool = True) -> None:
         self.config = config
-        self.dist = init_distributed()
+        self.dist = init_distributed(device)
         self.progress = progress and self.dist.is_main
-        if device is not None:
-            self.device = torch.device(device)
-        elif torch.cuda.is_available():
-            self.device = torch.device("cuda", self.dist.local_rank)
-        else:
-            self.device = torch.device("cpu")
+        self.device = rank_device(device, self.dist.local_rank)
         self.out = Path(config.out or Path("runs") / config.name)
         self.checkpoint_path = self.out / "last.pth"
         if resume and not self.checkpoint_path.is_file():

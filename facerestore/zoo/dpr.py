@@ -40,6 +40,7 @@ register(ZooEntry(
     input_range=(0.0, 1.0),
     forward_kwargs={"skip_count": 0},  # official call net(inputL, sh, 0)
     precisions=_PRECISIONS,
+    channels_last=True,
     aliases=("dpr",),
     license=_LICENSE,
     commercial_use=False,
@@ -67,6 +68,7 @@ register(ZooEntry(
     input_range=(0.0, 1.0),
     forward_kwargs={"skip_count": 0},
     precisions=_PRECISIONS,
+    channels_last=True,
     license=_LICENSE,
     commercial_use=False,
     paper=_PAPER,

@@ -1,0 +1,117 @@
+"""The fast op equivalents in facerestore.archs.ops against the plain PyTorch op sequences they replace."""
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from facerestore.archs import ops
+from facerestore.archs.ops import conv2d_act, fold_batch_norm, instance_norm, max_pool2x2, official_ops
+
+CL = torch.channels_last
+
+
+def seeded(*shape: int, seed: int = 0, scale: float = 1.0, offset: float = 0.0) -> torch.Tensor:
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed)) * scale + offset
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 8, 10), (1, 16, 9, 7), (1, 1, 4, 4)])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_max_pool2x2_is_max_pool2d_bit_for_bit(shape, channels_last):
+    x = seeded(*shape)
+    x[0, 0, 0, 0] = float("nan")  # NaN propagates like max_pool2d's
+    if channels_last:
+        x = x.contiguous(memory_format=CL)
+    with torch.inference_mode():
+        torch.testing.assert_close(max_pool2x2(x), F.max_pool2d(x, 2, 2), rtol=0, atol=0, equal_nan=True)
+
+
+def test_max_pool2x2_gradient_is_max_pool2d_gradient():
+    x = seeded(1, 2, 6, 6).requires_grad_()
+    max_pool2x2(x).sum().backward()
+    expected = torch.zeros_like(x)
+    _, indices = F.max_pool2d(x.detach(), 2, 2, return_indices=True)
+    expected.flatten(2).scatter_(2, indices.flatten(2), 1.0)
+    assert torch.equal(x.grad, expected)
+
+
+def test_fold_batch_norm_equals_conv_then_eval_batch_norm():
+    torch.manual_seed(0)
+    conv, norm = nn.Conv2d(6, 8, 3, padding=1), nn.BatchNorm2d(8).eval()
+    with torch.no_grad():
+        norm.running_mean.normal_(0, 0.5)
+        norm.running_var.uniform_(0.2, 3.0)
+        norm.weight.uniform_(0.5, 1.5)
+        norm.bias.normal_(0, 0.3)
+    x = seeded(2, 6, 12, 12)
+    weight, bias = fold_batch_norm(conv, norm)
+    with torch.inference_mode():
+        torch.testing.assert_close(F.conv2d(x, weight, bias, padding=1), norm(conv(x)), rtol=0, atol=2e-6)
+
+
+@pytest.mark.parametrize("shape", [(1, 16, 64, 64), (2, 155, 8, 8), (1, 64, 7, 9)])
+def test_instance_norm_matches_pytorch_and_keeps_channels_last(shape):
+    x = seeded(*shape, scale=3.0, offset=1.5)  # a mean far from 0 tests the two-pass variance
+    expected = F.instance_norm(x.double()).float()
+    for layout in (torch.contiguous_format, CL):
+        out = instance_norm(x.contiguous(memory_format=layout))
+        assert out.is_contiguous(memory_format=layout)
+        torch.testing.assert_close(out, expected, rtol=0, atol=2e-6)
+
+
+def test_instance_norm_computes_in_float32_under_autocast():
+    x = seeded(1, 32, 16, 16, scale=2.0, offset=4.0).contiguous(memory_format=CL)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        out = instance_norm(x.bfloat16())
+    assert out.dtype == torch.bfloat16
+    expected = F.instance_norm(x.bfloat16().double())
+    assert (out.double() - expected).abs().max() < 0.02  # bf16 rounding of the output only
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("activation", [None, "relu", "leaky_relu"])
+@pytest.mark.parametrize("with_residual", [False, True])
+def test_conv2d_act_is_the_plain_op_sequence_bit_for_bit(channels_last, activation, with_residual):
+    x, weight, bias, residual = seeded(2, 8, 12, 12, seed=1), seeded(8, 8, 3, 3, seed=2), seeded(8, seed=3), \
+        seeded(2, 8, 12, 12, seed=4)
+    if channels_last:
+        x, weight, residual = (t.contiguous(memory_format=CL) for t in (x, weight, residual))
+    expected = F.conv2d(x, weight, bias, padding=2, dilation=2)
+    if with_residual:
+        expected = expected + residual
+    if activation == "relu":
+        expected = F.relu(expected)
+    elif activation == "leaky_relu":
+        expected = F.leaky_relu(expected, 0.2)
+    with torch.inference_mode():
+        out = conv2d_act(x, weight, bias, 2, 2, activation, 0.2, residual if with_residual else None)
+    torch.testing.assert_close(out, expected, rtol=0, atol=0)
+
+
+def test_conv2d_act_under_bf16_autocast_and_with_autograd():
+    x, weight, bias = seeded(1, 4, 8, 8), seeded(4, 4, 3, 3, seed=1), seeded(4, seed=2)
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        out = conv2d_act(x, weight, bias, 1, activation="relu")
+        expected = F.relu(F.conv2d(x, weight, bias, padding=1))
+    assert out.dtype == torch.bfloat16
+    torch.testing.assert_close(out, expected, rtol=0, atol=0)
+    weight.requires_grad_()  # autograd: the plain ops run and gradients flow
+    conv2d_act(x, weight, bias, 1, activation="relu").sum().backward()
+    assert weight.grad is not None and weight.grad.abs().sum() > 0
+    with pytest.raises(ValueError, match="activation"):
+        conv2d_act(x, weight, bias, 1, activation="gelu")
+
+
+def test_official_ops_switches_every_helper_back():
+    assert ops.fast_ops_enabled()
+    with official_ops():
+        assert not ops.fast_ops_enabled()
+        with official_ops():
+            assert not ops.fast_ops_enabled()
+        assert not ops.fast_ops_enabled()
+        x = seeded(1, 4, 8, 8).contiguous(memory_format=CL)
+        with torch.inference_mode():
+            # PyTorch's instance norm copies channels_last input to NCHW; the fast one does not
+            assert not instance_norm(x).is_contiguous(memory_format=CL)
+    assert ops.fast_ops_enabled()
