@@ -1,33 +1,49 @@
-"""Per-face latency of the zoo models (not a test): exact fp32 vs fast bf16/fp16, batch 1 and 4, and a
-whole photo end to end, next to the official implementations' documented CPU figures.
+"""Per-face latency of the zoo models (not a test), measured side by side in one run:
 
-    python benchmarks/latency.py                                  # gfpgan, gpen, dfdnet, dpr; fp32 + bf16
-    python benchmarks/latency.py --models gfpgan --batch 1 4 --precision fp32 --repeats 5
-    python benchmarks/latency.py --photo ../shared/data/real/whole/Solvay_conference_1927.png \
+  plain ops  our network run as the official op sequence: fp32, NCHW, no BatchNorm folding, no fused
+             convolution epilogues, PyTorch's own max-pool and instance norm (facerestore.archs.ops.official_ops);
+  exact      load(name) as users get it (fp32, the golden-tested outputs);
+  fast       load(name, precision="bf16") on CPU ("fp16" on CUDA): autocast + channels_last;
+
+next to the official implementations' documented fp32 CPU figures (issue "Speed", shared/golden/README.md).
+The modes are interleaved round by round, so machine noise hits them alike; medians are shown.
+
+    python benchmarks/latency.py                                  # gfpgan, gpen, dfdnet, dpr; batch 1 and 4
+    python benchmarks/latency.py --models dpr-512 --batch 1 --repeats 9
+    python benchmarks/latency.py --models gfpgan-v1.4 --batch 1 --repeats 3 \
+        --photo ../shared/data/real/whole/Solvay_conference_1927.png \
         --detector-weights ../shared/weights/retinaface/mobilenet0.25_Final.pth
 
-Random weights (`pretrained=False`) cost the same time as real ones. Prints a Markdown table.
+Random weights (`pretrained=False`) cost the same time as real ones (DFDNet: random dictionaries of
+K=4 atoms, the size of the golden instance). Prints Markdown tables.
 """
 from __future__ import annotations
 
 import argparse
+import contextlib
+import dataclasses
 import os
 import platform
 import statistics
 import time
 from pathlib import Path
+from typing import Callable
 
 import cv2
 import numpy as np
 import torch
 
 import facerestore
+from facerestore.archs.ops import official_ops
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = Path(os.environ.get("FACERESTORE_SHARED", ROOT.parent / "shared"))
 
-# Official code, fp32, 2-core CPU of this project's machines, random weights (issue "Speed").
-OFFICIAL_S_PER_FACE = {("gfpgan-v1.4", 1): 4.1, ("gfpgan-v1.4", 4): 4.9, ("gpen-bfr-512", 1): 6.8}
+# Official code, fp32 CPU, 2 threads: issue "Speed" (idle machine) and the timings of
+# shared/golden/README.md (DPR, DFDNet: "shared noisy machine", about 2.5x the idle figures for GFP-GAN).
+OFFICIAL_S_PER_FACE = {("gfpgan-v1.4", 1): 4.1, ("gfpgan-v1.4", 4): 4.9, ("gpen-bfr-512", 1): 6.8,
+                       ("dpr-512", 1): 0.22, ("dfdnet", 1): 14.0}
+MODE_LABELS = {"plain": "plain ops fp32", "exact": "exact fp32"}
 
 
 def face_crops(size: int, n: int) -> np.ndarray:
@@ -41,15 +57,13 @@ def face_crops(size: int, n: int) -> np.ndarray:
 def prepare(restorer) -> None:
     """Models that need more than weights to run (DFDNet's dictionaries) get random ones."""
     if restorer.entry.name == "dfdnet" and not restorer.net.has_dictionaries:
-        restorer.net.set_dictionaries(random_dictionaries(restorer.net, clusters=4))
+        from facerestore.archs.dfdnet import PARTS, SCALES, dictionary_key, dictionary_shape
 
-
-def random_dictionaries(net, clusters: int) -> dict:
-    from facerestore.archs.dfdnet import PARTS, SCALES, dictionary_key, dictionary_shape
-
-    gen = torch.Generator().manual_seed(0)
-    return {dictionary_key(part, scale): torch.randn((clusters, *dictionary_shape(part, scale)), generator=gen)
-            for part in PARTS for scale in SCALES}
+        gen = torch.Generator().manual_seed(0)
+        restorer.net.set_dictionaries({
+            dictionary_key(part, scale): torch.randn((4, *dictionary_shape(part, scale)), generator=gen)
+            for part in PARTS for scale in SCALES
+        })
 
 
 def run_once(restorer, crops: np.ndarray) -> None:
@@ -64,64 +78,120 @@ def run_once(restorer, crops: np.ndarray) -> None:
         restorer.forward_faces(crops, points, seed=0)
 
 
-def time_call(fn, repeats: int) -> float:
-    fn()  # warm-up (allocations, oneDNN kernel selection)
-    times = []
-    for _ in range(repeats):
+def fast_precision(device: str) -> str:
+    return "fp16" if torch.device(device).type == "cuda" else "bf16"
+
+
+def load_modes(name: str, device: str, modes: list[str]) -> dict:
+    """{mode: restorer} for the requested modes the entry supports, all with the same random weights."""
+    entry = facerestore.get_entry(name)
+    loaded = {}
+    for mode in modes:
+        if mode == "fast" and fast_precision(device) not in entry.precisions:
+            continue
+        if mode == "plain":  # NCHW as the official code runs, whatever the entry's exact-mode layout
+            restorer = facerestore.load(dataclasses.replace(entry, channels_last=False), pretrained=False,
+                                        device=device)
+        else:
+            precision = "fp32" if mode == "exact" else fast_precision(device)
+            restorer = facerestore.load(entry, pretrained=False, device=device, precision=precision)
+        prepare(restorer)
+        if loaded:
+            restorer.net.load_state_dict(next(iter(loaded.values())).net.state_dict())
+        loaded[mode] = restorer
+    return loaded
+
+
+def timed(restorer, mode: str, fn: Callable[[], object]) -> float:
+    with official_ops() if mode == "plain" else contextlib.nullcontext():
         start = time.perf_counter()
         fn()
-        times.append(time.perf_counter() - start)
-    return statistics.median(times)
+        if restorer.device.type == "cuda":
+            torch.cuda.synchronize()
+        return time.perf_counter() - start
+
+
+def label(mode: str, restorer) -> str:
+    return MODE_LABELS.get(mode, f"fast {restorer.precision}")
+
+
+def per_face_table(args) -> None:
+    print("| model | mode | batch | s/face (median) | vs plain ops | official fp32 s/face | vs official |")
+    print("|---|---|---:|---:|---:|---:|---:|")
+    for name in args.models.split(","):
+        name = facerestore.get_entry(name).name
+        loaded = load_modes(name, args.device, args.modes)
+        size = next(iter(loaded.values())).entry.face_size
+        for batch in args.batch:
+            crops = face_crops(size, batch)
+            times: dict[str, list[float]] = {mode: [] for mode in loaded}
+            for mode, restorer in loaded.items():  # warm-up (allocations, oneDNN kernel selection)
+                timed(restorer, mode, lambda: run_once(restorer, crops))
+            for _ in range(args.repeats):
+                for mode, restorer in loaded.items():
+                    times[mode].append(timed(restorer, mode, lambda: run_once(restorer, crops)) / batch)
+            official = OFFICIAL_S_PER_FACE.get((name, batch))
+            plain = statistics.median(times["plain"]) if "plain" in times else None
+            for mode, samples in times.items():
+                seconds = statistics.median(samples)
+                versus_plain = f"{plain / seconds:.2f}×" if plain else ""
+                versus_official = f"{official / seconds:.2f}×" if official else ""
+                print(f"| {name} | {label(mode, loaded[mode])} | {batch} | {seconds:.3f} | {versus_plain} | "
+                      f"{official or ''} | {versus_official} |", flush=True)
+
+
+def photo_table(args) -> None:
+    """restore() on a whole photo: s/photo against faces x one face, and the detector's share."""
+    name = facerestore.get_entry(args.models.split(",")[0]).name
+    img = cv2.imread(args.photo)
+    if img is None:
+        raise SystemExit(f"cannot read {args.photo}")
+    print(f"\nwhole photo {Path(args.photo).name} ({img.shape[1]}x{img.shape[0]}), {name}, "
+          f"detector {args.detector}:\n")
+    print("| mode | faces | s/photo | s/face | one face alone (s) | faces x one face (s) | detection (s) |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    entry = facerestore.get_entry(name)
+    for mode in ("exact", "fast"):
+        precision = "fp32" if mode == "exact" else fast_precision(args.device)
+        if mode not in args.modes or precision not in entry.precisions:
+            continue
+        restorer = facerestore.load(name, pretrained=False, device=args.device, precision=precision,
+                                    detector=args.detector, detector_weights=args.detector_weights)
+        prepare(restorer)
+        faces = len(restorer.restore(img, seed=0).faces)  # also the warm-up
+        whole = statistics.median(timed(restorer, mode, lambda: restorer.restore(img, seed=0))
+                                  for _ in range(max(1, args.repeats // 2)))
+        detection = statistics.median(timed(restorer, mode, lambda: restorer.detector.detect(img)) for _ in range(3))
+        one_crop = face_crops(entry.face_size, 1)
+        one = statistics.median(timed(restorer, mode, lambda: run_once(restorer, one_crop)) for _ in range(3))
+        print(f"| {label(mode, restorer)} | {faces} | {whole:.2f} | {whole / max(faces, 1):.3f} | {one:.3f} | "
+              f"{faces * one:.2f} | {detection:.3f} |", flush=True)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", default="gfpgan-v1.4,gpen-bfr-512,dfdnet,dpr-512")
     parser.add_argument("--batch", type=int, nargs="+", default=[1, 4])
-    parser.add_argument("--precision", nargs="+", default=["fp32", "bf16"])
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--modes", nargs="+", default=["plain", "exact", "fast"], choices=["plain", "exact", "fast"])
+    parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--photo", help="also time restore() on this whole photo (first model only)")
-    parser.add_argument("--detector", default="retinaface-mobile0.25-1mb")
+    parser.add_argument("--detector", default="retinaface-mobile0.25")
     parser.add_argument("--detector-weights")
+    parser.add_argument("--no-faces", action="store_true", help="only the whole-photo table")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
 
-    cpu = platform.processor() or platform.machine()
-    print(f"machine: {cpu}, {os.cpu_count()} logical CPUs, torch {torch.__version__}, threads {args.threads}, "
-          f"device {args.device}\n")
-    print("| model | precision | batch | s/face (median) | official fp32 s/face | speed-up |")
-    print("|---|---|---:|---:|---:|---:|")
-    for name in args.models.split(","):
-        entry = facerestore.get_entry(name)
-        for precision in args.precision:
-            if precision not in entry.precisions:
-                print(f"| {entry.name} | {precision} | - | not supported | | |")
-                continue
-            restorer = facerestore.load(entry.name, pretrained=False, device=args.device, precision=precision)
-            prepare(restorer)
-            for batch in args.batch:
-                crops = face_crops(entry.face_size, batch)
-                seconds = time_call(lambda: run_once(restorer, crops), args.repeats) / batch
-                official = OFFICIAL_S_PER_FACE.get((entry.name, batch))
-                ratio = f"{official / seconds:.2f}×" if official else ""
-                print(f"| {entry.name} | {precision} | {batch} | {seconds:.3f} | {official or ''} | {ratio} |",
-                      flush=True)
-
+    machine = platform.processor() or platform.machine()
+    if torch.device(args.device).type == "cuda":
+        machine += f", {torch.cuda.get_device_name()}"
+    print(f"machine: {machine}, {os.cpu_count()} logical CPUs, torch {torch.__version__}, threads {args.threads}, "
+          f"device {args.device}, {time.strftime('%Y-%m-%d')}\n")
+    if not args.no_faces:
+        per_face_table(args)
     if args.photo:
-        name = args.models.split(",")[0]
-        img = cv2.imread(args.photo)
-        for precision in args.precision:
-            restorer = facerestore.load(name, pretrained=False, device=args.device, precision=precision,
-                                        detector=args.detector, detector_weights=args.detector_weights)
-            prepare(restorer)
-            faces = len(restorer.restore(img, seed=0).faces)
-            seconds = time_call(lambda: restorer.restore(img, seed=0), max(1, args.repeats // 2))
-            one = time_call(lambda: run_once(restorer, face_crops(restorer.entry.face_size, 1)), 1)
-            print(f"\nwhole photo {Path(args.photo).name} ({faces} faces), {name}, {precision}: "
-                  f"{seconds:.2f} s/photo = {seconds / max(faces, 1):.3f} s/face "
-                  f"(one face alone: {one:.3f} s; {faces} x one face = {faces * one:.2f} s)")
+        photo_table(args)
 
 
 if __name__ == "__main__":

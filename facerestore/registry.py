@@ -47,7 +47,7 @@ class ZooEntry:
     input_range: tuple[float, float] = (-1.0, 1.0)  # value range of the network input and output
     forward_kwargs: Mapping[str, Any] = field(default_factory=dict)  # how the official inference calls net
     precisions: tuple[str, ...] = ("fp32",)  # what load(..., precision=) accepts
-    # Exact mode (fp32) also runs with channels_last weights: set where measured faster on CPU (fast
+    # Exact mode (fp32) on CPU also runs with channels_last weights: set where measured faster (fast
     # modes always use channels_last). The outputs stay within the golden tolerances either way.
     channels_last: bool = False
     aliases: tuple[str, ...] = ()

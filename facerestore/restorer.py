@@ -87,8 +87,7 @@ class Restorer:
         self.device = torch.device(device) if device is not None else default_device()
         self.precision = precision
         self.net = net.to(self.device).eval()
-        if self.channels_last:
-            to_channels_last(self.net)
+        set_weight_layout(self.net, self.channels_last)
         if precision != "fp32":
             # the net itself runs in the chosen precision, also when called directly as restorer.net(x)
             self._wrap_forward()
@@ -101,8 +100,9 @@ class Restorer:
 
     @property
     def channels_last(self) -> bool:
-        """Whether the net runs channels_last (always in fast modes; in exact mode where the entry says)."""
-        return self.precision != "fp32" or self.entry.channels_last
+        """Whether the net runs channels_last: always in fast modes; in exact mode where the entry says,
+        on CPU (on CUDA those small-channel networks measured faster in NCHW)."""
+        return self.precision != "fp32" or (self.entry.channels_last and self.device.type == "cpu")
 
     @property
     def detector(self):
@@ -123,6 +123,7 @@ class Restorer:
     def to(self, device: str | torch.device) -> "Restorer":
         self.device = torch.device(device)
         self.net.to(self.device)
+        set_weight_layout(self.net, self.channels_last)  # exact mode's layout can depend on the device
         if self.precision != "fp32":
             self._wrap_forward()
         if self._detector is not None:
@@ -182,12 +183,13 @@ class Restorer:
         return (x.permute(0, 2, 3, 1) * 255.0).round_().to(torch.uint8).cpu().numpy()
 
 
-def to_channels_last(net: torch.nn.Module) -> None:
-    """channels_last for the 4-D weights (the fast oneDNN/cuDNN convolution layout); 5-D modulated
-    StyleGAN2 weights keep their checkpoint layout."""
+def set_weight_layout(net: torch.nn.Module, channels_last: bool) -> None:
+    """channels_last (the fast oneDNN/cuDNN convolution layout) or NCHW for the 4-D weights; 5-D
+    modulated StyleGAN2 weights keep their checkpoint layout. Convolutions follow their weights."""
+    layout = torch.channels_last if channels_last else torch.contiguous_format
     for tensor in [*net.parameters(), *net.buffers()]:
         if tensor.dim() == 4:
-            tensor.data = tensor.data.contiguous(memory_format=torch.channels_last)
+            tensor.data = tensor.data.contiguous(memory_format=layout)
 
 
 class FaceRestorer(Restorer):

@@ -77,3 +77,34 @@ def test_unsupported_precision_is_refused():
         facerestore.load("gpen-bfr-256", pretrained=False, precision="int8")
     with pytest.raises(ValueError, match="supports precision"):
         facerestore.load("dpr", pretrained=False, precision="fp16")
+
+
+def test_dfdnet_bf16_within_40db_of_fp32():
+    """DFDNet with the golden instance's weights and K=4 dictionaries (default-initialised random
+    weights blow activations up to ~1e30, where any rounding flips the output)."""
+    from test_arch_dfdnet import golden_state_dict
+
+    state, _ = golden_state_dict()
+    dictionaries = shared_path("golden/dfdnet/dfdnet_dictionaries_K4.npz")
+    exact, fast = (facerestore.load("dfdnet", pretrained=False, device="cpu", precision=p) for p in ("fp32", "bf16"))
+    for restorer in (exact, fast):
+        restorer.net.load_state_dict(state, strict=True)
+        restorer.net.load_dictionaries(dictionaries)
+    faces = real_faces(512)
+    points = np.repeat(template("ffhq", 512)[None], len(faces), 0)
+    a = exact.forward_faces(faces, points)
+    b = fast.forward_faces(faces, points)
+    assert psnr(a, b) >= 40, psnr(a, b)
+    assert np.abs(a.astype(int) - faces).mean() > 5
+
+
+def test_exact_mode_layout_follows_the_entry_and_device():
+    """DPR and DFDNet run channels_last in exact mode on CPU (measured faster), the others NCHW."""
+    def conv_weight(restorer):
+        return next(p for p in restorer.net.parameters() if p.dim() == 4 and p.shape[-1] > 1)
+
+    dpr = facerestore.load("dpr", pretrained=False, device="cpu")
+    assert dpr.channels_last and conv_weight(dpr).is_contiguous(memory_format=torch.channels_last)
+    gpen = facerestore.load("gpen-bfr-256", pretrained=False, device="cpu", size=64, narrow=0.0625,
+                            style_dim=32, n_mlp=2)
+    assert not gpen.channels_last and conv_weight(gpen).is_contiguous()

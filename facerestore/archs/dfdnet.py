@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .ops import conv2d_act, max_pool2x2
+from .ops import FusedSequential, conv2d_act, conv_parameters, run_fused
 
 PARTS = ("left_eye", "right_eye", "nose", "mouth")
 ATTENTION_PREFIX = {"left_eye": "le", "right_eye": "re", "nose": "no", "mouth": "mo"}
@@ -142,65 +142,13 @@ class SpectralNormConv2d(nn.Module):
             return weight
         return self._cache[1]
 
+    def conv_parameters(self) -> tuple[torch.Tensor, torch.Tensor | None, int, int]:
+        """(weight, bias, padding, dilation) for ops.conv2d_act; in train mode this runs the power
+        iteration, like a call does."""
+        return self.weight(), self.bias, self.padding, self.dilation
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return F.conv2d(x, self.weight(), self.bias, padding=self.padding, dilation=self.dilation)
-
-
-class FusedSequential(nn.Sequential):
-    """nn.Sequential (same keys) that runs each conv together with the ReLU/LeakyReLU right after it
-    as one convolution (ops.conv2d_act: bit-identical, one pass over the activations fewer)."""
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return run_fused(self, x)
-
-
-def is_fusable_conv(layer: nn.Module) -> bool:
-    """A stride-1 conv with one padding and dilation value: what ops.conv2d_act runs."""
-    if isinstance(layer, SpectralNormConv2d):
-        return True
-    return (isinstance(layer, nn.Conv2d) and layer.stride == (1, 1) and layer.groups == 1
-            and layer.padding_mode == "zeros" and isinstance(layer.padding, tuple)
-            and len(set(layer.padding)) == 1 and len(set(layer.dilation)) == 1)
-
-
-def conv_parameters(layer: nn.Module) -> tuple[torch.Tensor, torch.Tensor | None, int, int]:
-    """(weight, bias, padding, dilation) of a fusable conv. For a SpectralNormConv2d in train mode this
-    runs its power iteration, like calling it does: call it once per forward."""
-    if isinstance(layer, SpectralNormConv2d):
-        return layer.weight(), layer.bias, layer.padding, layer.dilation
-    return layer.weight, layer.bias, layer.padding[0], layer.dilation[0]
-
-
-def _is_pool2x2(pool: nn.MaxPool2d) -> bool:
-    return (pool.kernel_size in (2, (2, 2)) and pool.stride in (2, (2, 2)) and pool.padding in (0, (0, 0))
-            and pool.dilation in (1, (1, 1)) and not pool.ceil_mode and not pool.return_indices)
-
-
-def run_fused(layers: Sequence[nn.Module], x: torch.Tensor, residual: torch.Tensor | None = None) -> torch.Tensor:
-    """Run `layers` in order; a conv followed by ReLU/LeakyReLU runs as one fused op, and `residual`
-    (if given) is added to the output of the last layer, which must then be a conv."""
-    index, count = 0, len(layers)
-    while index < count:
-        layer = layers[index]
-        after = layers[index + 1] if index + 1 < count else None
-        if is_fusable_conv(layer) and isinstance(after, (nn.ReLU, nn.LeakyReLU)):
-            activation = "relu" if isinstance(after, nn.ReLU) else "leaky_relu"
-            x = conv2d_act(x, *conv_parameters(layer), activation=activation,
-                           negative_slope=getattr(after, "negative_slope", 0.0))
-            index += 2
-        elif isinstance(layer, nn.MaxPool2d) and _is_pool2x2(layer):
-            x = max_pool2x2(x)
-            index += 1
-        elif after is None and residual is not None:
-            if not is_fusable_conv(layer):
-                raise ValueError("a residual can only follow a trailing conv")
-            return conv2d_act(x, *conv_parameters(layer), residual=residual)
-        else:
-            x = layer(x)
-            index += 1
-    if residual is not None:
-        raise ValueError("a residual can only follow a trailing conv")
-    return x
 
 
 def sn_conv_pair(in_channels: int, mid_channels: int, out_channels: int, dilation: int = 1) -> FusedSequential:

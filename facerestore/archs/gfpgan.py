@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .ops import FusedSequential, conv2d_act, conv_parameters
 from .stylegan2 import (CLEAN, ORIGINAL, SQRT2, ConstantInput, ConvLayer, EqualConv2d, EqualLinear,
                         FusedLeakyReLU, ScaledLeakyReLU, StyleConv, ToRGB, Variant, log2_size, match_layout,
                         style_mlp, stylegan2_channels, to_fast_layout)
@@ -274,9 +275,9 @@ class CleanResBlock(nn.Module):
         self.scale_factor = 0.5 if mode == "down" else 2.0
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = F.leaky_relu_(self.conv1(x), 0.2)
+        out = conv2d_act(x, *conv_parameters(self.conv1), activation="leaky_relu", negative_slope=0.2)
         out = F.interpolate(out, scale_factor=self.scale_factor, mode="bilinear", align_corners=False)
-        out = F.leaky_relu_(self.conv2(out), 0.2)
+        out = conv2d_act(out, *conv_parameters(self.conv2), activation="leaky_relu", negative_slope=0.2)
         # the bias-free 1x1 skip commutes with the interpolation: run it at the lower resolution
         if self.scale_factor > 1:
             skip = F.interpolate(self.skip(x), scale_factor=self.scale_factor, mode="bilinear", align_corners=False)
@@ -285,8 +286,8 @@ class CleanResBlock(nn.Module):
         return out + skip
 
 
-def _sft_branch_clean(channels: int, out_channels: int) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(channels, channels, 3, 1, 1), nn.LeakyReLU(0.2, True),
+def _sft_branch_clean(channels: int, out_channels: int) -> FusedSequential:
+    return FusedSequential(nn.Conv2d(channels, channels, 3, 1, 1), nn.LeakyReLU(0.2, True),
                          nn.Conv2d(channels, out_channels, 3, 1, 1))
 
 

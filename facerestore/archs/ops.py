@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import math
-from typing import Iterator
+from typing import Iterator, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -59,13 +59,15 @@ def fold_batch_norm(conv: nn.Conv2d, norm: nn.BatchNorm2d) -> tuple[torch.Tensor
 
 
 def instance_norm(x: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
-    """F.instance_norm(x, eps=eps) without affine parameters or running statistics, in float32.
+    """F.instance_norm(x, eps=eps) without affine parameters or running statistics, computed in float32
+    (also under autocast; the result has the input's dtype).
 
-    A channels_last input stays channels_last: PyTorch's instance norm copies it to NCHW and back
-    (slower than the convolutions around it). Here its (H*W, C) rows are summed in blocks of up to 1024
-    by matrix products, and the block sums are added in float64, so the statistics are as accurate as
-    PyTorch's (max |diff| ~1e-6 on the normalised output) at the cost of two reads of the input."""
-    if not _fast_ops or x.dim() != 4 or not x.is_contiguous(memory_format=torch.channels_last) or x.shape[1] == 1:
+    On CPU a channels_last input stays channels_last: PyTorch's instance norm copies it to NCHW and
+    back (slower than the convolutions around it). Here its (H*W, C) rows are summed in blocks of up to 1024
+    by matrix products and the block sums added in float64, so the statistics are as accurate as
+    PyTorch's (max |diff| ~1e-6 on the normalised output)."""
+    if (not _fast_ops or x.device.type != "cpu" or x.dim() != 4 or x.shape[1] == 1
+            or not x.is_contiguous(memory_format=torch.channels_last)):
         return F.instance_norm(x.float(), eps=eps).to(x.dtype)
     b, c, h, w = x.shape
     n = h * w
@@ -74,12 +76,12 @@ def instance_norm(x: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
         rows = x.float().permute(0, 2, 3, 1).reshape(b, n, c)  # a view of the channels_last memory
         ones = rows.new_ones(1, block)
         mean = (ones @ rows.view(b, n // block, block, c)).sum(1, dtype=torch.float64) / n  # (b, 1, c)
-        centred = rows - mean.to(rows.dtype)
+        centred = rows - mean.float()
         blocks = centred.view(b, n // block, block, c)
         # sum of squares per channel = diagonal of each block's Gram matrix (no squared copy is made)
         squares = (blocks.transpose(2, 3) @ blocks).diagonal(dim1=2, dim2=3)  # (b, n // block, c)
         var = squares.sum(1, keepdim=True, dtype=torch.float64) / n
-        out = centred.mul_(torch.rsqrt(var.to(rows.dtype) + eps))
+        out = centred.mul_(torch.rsqrt(var.float() + eps))
     return out.view(b, h, w, c).permute(0, 3, 1, 2).to(x.dtype)
 
 
@@ -128,3 +130,63 @@ _FUSED_DTYPES = (torch.float32, torch.bfloat16)
 def _memory_format(x: torch.Tensor) -> torch.memory_format:
     return torch.channels_last if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous() \
         else torch.contiguous_format
+
+
+class FusedSequential(nn.Sequential):
+    """nn.Sequential (same keys) that runs each conv together with the ReLU/LeakyReLU right after it
+    as one convolution (conv2d_act: bit-identical, one pass over the activations fewer)."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return run_fused(self, x)
+
+
+def is_fusable_conv(layer: nn.Module) -> bool:
+    """A stride-1 conv with one padding and dilation value (what conv2d_act runs), or a module that
+    provides `conv_parameters()` (e.g. a spectral-norm conv)."""
+    if hasattr(layer, "conv_parameters"):
+        return True
+    return (isinstance(layer, nn.Conv2d) and layer.stride == (1, 1) and layer.groups == 1
+            and layer.padding_mode == "zeros" and isinstance(layer.padding, tuple)
+            and len(set(layer.padding)) == 1 and len(set(layer.dilation)) == 1)
+
+
+def conv_parameters(layer: nn.Module) -> tuple[torch.Tensor, torch.Tensor | None, int, int]:
+    """(weight, bias, padding, dilation) of a fusable conv (see is_fusable_conv)."""
+    if hasattr(layer, "conv_parameters"):
+        return layer.conv_parameters()
+    return layer.weight, layer.bias, layer.padding[0], layer.dilation[0]
+
+
+def _is_pool2x2(layer: nn.Module) -> bool:
+    return (isinstance(layer, nn.MaxPool2d) and layer.kernel_size in (2, (2, 2)) and layer.stride in (2, (2, 2))
+            and layer.padding in (0, (0, 0)) and layer.dilation in (1, (1, 1)) and not layer.ceil_mode
+            and not layer.return_indices)
+
+
+def run_fused(layers: Sequence[nn.Module], x: torch.Tensor, residual: torch.Tensor | None = None) -> torch.Tensor:
+    """Run `layers` in order; a conv followed by ReLU/LeakyReLU runs as one fused op, a 2x2 max-pool as
+    max_pool2x2, and `residual` (if given) is added to the output of the last layer, which must then
+    be a conv."""
+    index, count = 0, len(layers)
+    while index < count:
+        layer = layers[index]
+        after = layers[index + 1] if index + 1 < count else None
+        if is_fusable_conv(layer) and isinstance(after, (nn.ReLU, nn.LeakyReLU)):
+            activation = "relu" if isinstance(after, nn.ReLU) else "leaky_relu"
+            x = conv2d_act(x, *conv_parameters(layer), activation=activation,
+                           negative_slope=getattr(after, "negative_slope", 0.0))
+            index += 2
+        elif _is_pool2x2(layer):
+            x = max_pool2x2(x)
+            index += 1
+        elif after is None and residual is not None:
+            if not is_fusable_conv(layer):
+                raise ValueError("a residual can only follow a trailing conv")
+            return conv2d_act(x, *conv_parameters(layer), residual=residual)
+        else:
+            x = layer(x)
+            index += 1
+    if residual is not None:
+        raise ValueError("a residual can only follow a trailing conv")
+    return x
+

@@ -147,6 +147,7 @@ register(ZooEntry(
     input_range=(-1.0, 1.0),
     forward_kwargs={},  # part locations are computed per face by DFDNetRestorer
     precisions=("fp32", "bf16", "fp16"),
+    channels_last=True,
     license=_LICENSE,
     commercial_use=False,
     paper=_PAPER,
