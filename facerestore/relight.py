@@ -70,7 +70,6 @@ def head_mask(size: int, crop_scale: float = 1.0, feather: float = 0.06) -> np.n
 class Relighter(Restorer):
     """DPR on portraits and photos. Needs no face detector unless `detect=True` is used."""
 
-    batch_size = 4  # faces per forward with detect=True
     crop_scale = 1.2  # detect=True: the aligned crop is this much larger than the FFHQ framing
 
     # -- core: aligned R x R crops ---------------------------------------------------------------

@@ -98,6 +98,25 @@ class Restorer:
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.entry.name!r}, device={str(self.device)!r}, precision={self.precision!r})"
 
+    _batch_size: int | None = None
+
+    @property
+    def batch_size(self) -> int:
+        """Faces per forward, bounded so that a crowd photo does not exhaust memory: 4 on CPU (where
+        batching saves nothing per face), 16 faces of 512 px (the same pixels at other sizes) on CUDA,
+        where it makes each face several times cheaper. Assign to override."""
+        if self._batch_size is not None:
+            return self._batch_size
+        if self.device.type != "cuda":
+            return 4
+        return max(1, int(16 * (512 / self.entry.face_size) ** 2))
+
+    @batch_size.setter
+    def batch_size(self, value: int) -> None:
+        if int(value) < 1:
+            raise ValueError(f"batch_size must be >= 1, got {value}")
+        self._batch_size = int(value)
+
     @property
     def channels_last(self) -> bool:
         """Whether the net runs channels_last: always in fast modes; in exact mode where the entry says,
@@ -194,8 +213,6 @@ def set_weight_layout(net: torch.nn.Module, channels_last: bool) -> None:
 
 class FaceRestorer(Restorer):
     """Blind face restoration on aligned faces or whole photos."""
-
-    batch_size = 4  # faces per forward; bounded so a crowd photo does not exhaust memory
 
     def forward_faces(self, crops: np.ndarray, crop_landmarks: np.ndarray, seed: int | None = None) -> np.ndarray:
         """Restore aligned faces: (N,S,S,3) BGR uint8 -> (N,S,S,3) BGR uint8, in batches.

@@ -164,3 +164,18 @@ def test_no_face_warns_and_returns_upscaled_input():
         out = restorer.restore(flat, upscale=2)
     assert any(issubclass(w.category, NoFaceWarning) for w in caught)
     assert out.shape == (160, 240, 3) and out.faces == []
+
+
+def test_batch_size_default_override_and_result_independence():
+    restorer = load_test(NoisyInvertNet)
+    assert restorer.batch_size == 4  # CPU
+    faces = np.stack([cv2.resize(cv2.imread(str(shared_path("data/real/cropped/Adele_crop.png"))), (64, 64))] * 6)
+    faces[1::2] = 255 - faces[1::2]
+    points = np.zeros((6, 5, 2), np.float32)
+    by_four = restorer.forward_faces(faces, points, seed=3)
+    restorer.batch_size = 6
+    assert restorer.batch_size == 6
+    np.testing.assert_array_equal(restorer.forward_faces(faces[:1], points[:1], seed=3)[0], by_four[0])
+    assert (by_four[1] != by_four[0]).any()  # each face was processed, in its own place
+    with pytest.raises(ValueError, match="batch_size"):
+        restorer.batch_size = 0
