@@ -117,3 +117,22 @@ def test_official_ops_switches_every_helper_back():
             # PyTorch's instance norm copies channels_last input to NCHW; the fast one does not
             assert not instance_norm(x).is_contiguous(memory_format=CL)
     assert ops.fast_ops_enabled()
+
+
+@pytest.mark.parametrize("norm", [nn.BatchNorm2d(6), nn.InstanceNorm2d(6)])
+def test_conv_norm_act_is_the_official_sequence(norm):
+    torch.manual_seed(0)
+    conv = nn.Conv2d(6, 6, 3, padding=1, bias=False)
+    norm.eval()
+    if isinstance(norm, nn.BatchNorm2d):
+        with torch.no_grad():
+            norm.running_mean.normal_(0, 0.5)
+            norm.running_var.uniform_(0.2, 3.0)
+    x, residual = seeded(2, 6, 10, 10), seeded(2, 6, 10, 10, seed=1)
+    with torch.inference_mode():
+        expected = F.relu(norm(conv(x)) + residual)
+        for layout in (torch.contiguous_format, CL):
+            out = ops.conv_norm_act(x.contiguous(memory_format=layout), conv, norm, residual=residual)
+            torch.testing.assert_close(out, expected, rtol=0, atol=2e-6)
+        with official_ops():
+            torch.testing.assert_close(ops.conv_norm_act(x, conv, norm, residual=residual), expected, rtol=0, atol=0)

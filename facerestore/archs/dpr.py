@@ -25,24 +25,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .ops import conv2d_act, fast_ops_enabled, fold_batch_norm, instance_norm, max_pool2x2
+from .ops import conv_norm_act, max_pool2x2
 
 LIGHT_FEATURES = 27  # innermost channels that carry lighting
 SH_COEFFICIENTS = 9  # second-order SH, grey
-
-
-def conv_norm_relu(x: torch.Tensor, conv: nn.Conv2d, norm: nn.Module, relu: bool = True,
-                   residual: torch.Tensor | None = None) -> torch.Tensor:
-    """relu(norm(conv(x)) + residual). An eval-mode BatchNorm is folded into the conv, and the
-    addition and ReLU run inside it (ops.conv2d_act); instance norm runs on its own."""
-    if isinstance(norm, nn.BatchNorm2d) and not norm.training and norm.track_running_stats and fast_ops_enabled():
-        weight, bias = fold_batch_norm(conv, norm)
-        return conv2d_act(x, weight, bias, conv.padding[0], conv.dilation[0], "relu" if relu else None,
-                          residual=residual)
-    out = instance_norm(conv(x), norm.eps) if isinstance(norm, nn.InstanceNorm2d) else norm(conv(x))
-    if residual is not None:
-        out += residual  # out is a fresh tensor: in place saves an allocation
-    return F.relu(out, inplace=True) if relu else out
 
 
 class BasicBlock(nn.Module):
@@ -67,9 +53,9 @@ class BasicBlock(nn.Module):
         self.identity_shortcut = in_channels == out_channels
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        out = conv_norm_relu(x, self.conv1, self.bn1)
+        out = conv_norm_act(x, self.conv1, self.bn1)
         shortcut = x if self.identity_shortcut else self.shortcuts(x)
-        return conv_norm_relu(out, self.conv2, self.bn2, residual=shortcut)
+        return conv_norm_act(out, self.conv2, self.bn2, residual=shortcut)
 
 
 class LightingNet(nn.Module):
@@ -189,17 +175,17 @@ class HourglassNet(nn.Module):
 
     def predict_light(self, x: torch.Tensor) -> torch.Tensor:
         """SH (B, 9, 1, 1) of the light in image x (B, 1, H, W), without rendering a relit image."""
-        return self.encode_light(conv_norm_relu(x, self.pre_conv, self.pre_bn))
+        return self.encode_light(conv_norm_act(x, self.pre_conv, self.pre_bn))
 
     def head(self, feat: torch.Tensor) -> torch.Tensor:
         """conv_1..conv_3 + output + sigmoid: hourglass features -> image in [0, 1]."""
-        feat = conv_norm_relu(feat, self.conv_1, self.bn_1)
-        feat = conv_norm_relu(feat, self.conv_2, self.bn_2)
-        feat = conv_norm_relu(feat, self.conv_3, self.bn_3)
+        feat = conv_norm_act(feat, self.conv_1, self.bn_1)
+        feat = conv_norm_act(feat, self.conv_2, self.bn_2)
+        feat = conv_norm_act(feat, self.conv_3, self.bn_3)
         return torch.sigmoid(self.output(feat))
 
     def forward(self, x: torch.Tensor, sh: torch.Tensor, skip_count: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-        feat = conv_norm_relu(x, self.pre_conv, self.pre_bn)
+        feat = conv_norm_act(x, self.pre_conv, self.pre_bn)
         feat, _, source_sh = self.hourglass(feat, sh, skip_count)
         return self.head(feat), source_sh
 
@@ -234,7 +220,7 @@ class HourglassNet1024(nn.Module):
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """Full-resolution pre-conv, then 2x max-pool: the inner hourglass's input."""
-        return max_pool2x2(conv_norm_relu(x, self.pre_conv, self.pre_bn))
+        return max_pool2x2(conv_norm_act(x, self.pre_conv, self.pre_bn))
 
     def predict_light(self, x: torch.Tensor) -> torch.Tensor:
         """SH (B, 9, 1, 1) of the light in image x (B, 1, H, W), without rendering a relit image."""

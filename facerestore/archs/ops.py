@@ -58,6 +58,21 @@ def fold_batch_norm(conv: nn.Conv2d, norm: nn.BatchNorm2d) -> tuple[torch.Tensor
     return conv.weight * scale[:, None, None, None], bias
 
 
+def conv_norm_act(x: torch.Tensor, conv: nn.Conv2d, norm: nn.Module, relu: bool = True,
+                  residual: torch.Tensor | None = None) -> torch.Tensor:
+    """relu(norm(conv(x)) + residual) for a stride-1 conv followed by BatchNorm2d or InstanceNorm2d
+    (no affine). An eval-mode BatchNorm is folded into the conv, and the addition and ReLU run inside
+    it (conv2d_act); instance norm (statistics of the conv output) runs on its own."""
+    if isinstance(norm, nn.BatchNorm2d) and not norm.training and norm.track_running_stats and _fast_ops:
+        weight, bias = fold_batch_norm(conv, norm)
+        return conv2d_act(x, weight, bias, conv.padding[0], conv.dilation[0], "relu" if relu else None,
+                          residual=residual)
+    out = instance_norm(conv(x), norm.eps) if isinstance(norm, nn.InstanceNorm2d) else norm(conv(x))
+    if residual is not None:
+        out += residual  # out is a fresh tensor: in place saves an allocation
+    return F.relu(out, inplace=True) if relu else out
+
+
 def instance_norm(x: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
     """F.instance_norm(x, eps=eps) without affine parameters or running statistics (statistics in
     float32 also under autocast; the result has the input's dtype).
@@ -79,8 +94,8 @@ def instance_norm(x: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
     b, c, h, w = x.shape
     n = h * w
     block = math.gcd(n, 1024)
-    with torch.autocast(x.device.type, enabled=False):
-        rows = x.float().permute(0, 2, 3, 1).reshape(b, n, c)  # a view of the channels_last memory
+    with torch.autocast(x.device.type, enabled=False):  # float32 x here: keep the matmuls float32
+        rows = x.permute(0, 2, 3, 1).reshape(b, n, c)  # a view of the channels_last memory
         ones = rows.new_ones(1, block)
         mean = (ones @ rows.view(b, n // block, block, c)).sum(1, dtype=torch.float64) / n  # (b, 1, c)
         centred = rows - mean.float()
@@ -89,10 +104,11 @@ def instance_norm(x: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
         squares = (blocks.transpose(2, 3) @ blocks).diagonal(dim1=2, dim2=3)  # (b, n // block, c)
         var = squares.sum(1, keepdim=True, dtype=torch.float64) / n
         out = centred.mul_(torch.rsqrt(var.float() + eps))
-    return out.view(b, h, w, c).permute(0, 3, 1, 2).to(x.dtype)
+    return out.view(b, h, w, c).permute(0, 3, 1, 2)
 
 
-_FUSED_ACTIVATIONS = {None: ("none", []), "relu": ("relu", []), "leaky_relu": ("leaky_relu", None)}
+_FUSED_ACTIVATIONS = {None: "none", "relu": "relu", "leaky_relu": "leaky_relu"}  # oneDNN post-op names
+_FUSED_DTYPES = (torch.float32, torch.bfloat16)
 
 
 def conv2d_act(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None, padding: int = 0,
@@ -117,26 +133,21 @@ def conv2d_act(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None 
         if activation == "relu":
             return F.relu(out)
         return F.leaky_relu(out, negative_slope) if activation == "leaky_relu" else out
-    name, scalars = _FUSED_ACTIVATIONS[activation]
-    scalars = [negative_slope] if scalars is None else scalars
+    name = _FUSED_ACTIVATIONS[activation]
+    scalars = [negative_slope] if activation == "leaky_relu" else []
     x, weight = x.to(dtype), weight.to(dtype)
     bias = bias.to(dtype) if bias is not None else None
     stride, pads, dilations = [1, 1], [padding, padding], [dilation, dilation]
     if residual is None:
         return torch.ops.mkldnn._convolution_pointwise(x, weight, bias, pads, stride, dilations, 1,
                                                        name, scalars, "")
-    residual = residual.to(dtype).contiguous(memory_format=_memory_format(x))
+    # the residual in the input's layout (channels_last or NCHW)
+    layout = torch.channels_last if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous() \
+        else torch.contiguous_format
+    residual = residual.to(dtype).contiguous(memory_format=layout)
     return torch.ops.mkldnn._convolution_pointwise.binary(x, residual, weight, bias, pads, stride, dilations, 1,
                                                           "add", None, None if activation is None else name,
                                                           scalars, "")
-
-
-_FUSED_DTYPES = (torch.float32, torch.bfloat16)
-
-
-def _memory_format(x: torch.Tensor) -> torch.memory_format:
-    return torch.channels_last if x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous() \
-        else torch.contiguous_format
 
 
 class FusedSequential(nn.Sequential):
