@@ -70,7 +70,7 @@ def run_once(restorer, crops: np.ndarray) -> None:
     from facerestore.face.align import template
 
     if restorer.entry.task == "relight":
-        from facerestore.light import SHLight
+        from facerestore.shlight import SHLight
 
         restorer.relight_crops(crops, SHLight.from_direction((1.0, 0.0, 1.0)))
     else:

@@ -19,7 +19,7 @@ __all__ = [
 def __getattr__(name: str):
     # SHLight lives with the relighting code; imported on first use to keep `import facerestore` light.
     if name == "SHLight":
-        from .light import SHLight
+        from .shlight import SHLight
 
         return SHLight
     raise AttributeError(f"module 'facerestore' has no attribute {name!r}")

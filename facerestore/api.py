@@ -1,6 +1,7 @@
 """`load()`: from a zoo name (or a training config) to a ready `Restorer`."""
 from __future__ import annotations
 
+import dataclasses
 import os
 from pathlib import Path
 from typing import Any
@@ -8,13 +9,13 @@ from typing import Any
 import torch
 
 from . import hub
-from .registry import ZooEntry, get_entry
+from .registry import ModelEntry, ZooEntry, get_entry
 from .restorer import Restorer, default_device
 
 
-def resolve_entry(name: str | os.PathLike | ZooEntry) -> ZooEntry:
+def resolve_entry(name: str | os.PathLike | ModelEntry) -> ModelEntry:
     """A zoo name or alias, a ZooEntry, or the path of a training config (.yaml) -> ZooEntry."""
-    if isinstance(name, ZooEntry):
+    if isinstance(name, ModelEntry):
         return name
     text = os.fspath(name)
     if text.lower().endswith((".yaml", ".yml")):
@@ -26,20 +27,61 @@ def resolve_entry(name: str | os.PathLike | ZooEntry) -> ZooEntry:
     return get_entry(text)
 
 
-def fetch(entry: ZooEntry, weights: str | os.PathLike | None = None, progress: bool = True,
+def fetch(entry: ModelEntry, weights: str | os.PathLike | None = None, progress: bool = True,
           **overrides: Any) -> dict[str, Path]:
     """Local paths of the entry's files (see hub.resolve); a fresh download must load strictly into
     the architecture before it enters the cache."""
     weight_files = [wf for wf in entry.files if wf.role == "weights"]
 
     def strict_check(path: Path) -> None:
-        hub.load_weights(entry.build(**overrides), path, weight_files[0].state_dict_key)
+        hub.load_weights(entry.build(**overrides), path, weight_files[0])
 
     return hub.resolve(entry, weights, verify=strict_check if weight_files else None, progress=progress)
 
 
+def sized_entry(entry: ModelEntry, overrides: dict[str, Any]) -> ModelEntry:
+    """The entry of a network built with `overrides`: when they change the family's size argument
+    (e.g. GFP-GAN's out_size), the entry's face size follows, so the pipeline aligns faces to it."""
+    size_key = entry.family.size_argument
+    if isinstance(entry, ZooEntry) and size_key and size_key in overrides:
+        return dataclasses.replace(entry, face_size=int(overrides[size_key]))
+    return entry
+
+
+def build_model(
+    name: str | os.PathLike | ModelEntry,
+    weights: str | os.PathLike | None = None,
+    pretrained: bool = True,
+    *,
+    progress: bool = True,
+    data_files: bool = True,
+    **overrides: Any,
+) -> torch.nn.Module:
+    """The one way a network is built: the entry's architecture with `overrides` on its official
+    config, its weights loaded strictly from `weights` (file, folder or URL) or the hub (cache, then
+    the official download); with `pretrained=False`, the untrained network (reads no file at all).
+
+    Files of role "dictionary" (DFDNet's component dictionaries) are data the network reads with
+    `net.load_dictionaries(folder)`; `data_files=False` skips them."""
+    entry = resolve_entry(name)
+    net = entry.build(**overrides)
+    if not pretrained:
+        if weights is not None:
+            raise ValueError("pass either weights=... or pretrained=False, not both")
+        return net
+    files = entry.files if data_files else tuple(wf for wf in entry.files if wf.role == "weights")
+    paths = fetch(dataclasses.replace(entry, files=files), weights, progress=progress, **overrides)
+    for wf in files:
+        if wf.role == "weights":
+            hub.load_weights(net, paths[wf.filename], wf, model_name=entry.name)
+    dictionaries = [paths[wf.filename] for wf in files if wf.role == "dictionary"]
+    if dictionaries:
+        net.load_dictionaries(dictionaries[0].parent)
+    return net
+
+
 def load(
-    name: str | os.PathLike | ZooEntry,
+    name: str | os.PathLike | ModelEntry,
     *,
     weights: str | os.PathLike | None = None,
     device: str | torch.device | None = None,
@@ -60,26 +102,17 @@ def load(
     detector / detector_weights: face detector zoo name and an optional local weights file; the
         detector is only built when a whole photo has to be searched for faces.
     overrides: constructor arguments replacing the official config (e.g. a smaller size for tests).
-    """
-    entry = resolve_entry(name)
-    device = torch.device(device) if device is not None else default_device()
-    if entry.task == "detect":  # detectors are zoo entries too; they have their own small wrapper
-        from .face.detect import load_detector
 
-        return load_detector(entry.name, weights=weights, device=device)
-    net = entry.build(**overrides)
-    if pretrained:
-        paths = fetch(entry, weights, progress=progress, **overrides)
-        for wf in entry.files:
-            if wf.role != "weights":
-                continue
-            hub.load_weights(net, paths[wf.filename], wf.state_dict_key)
-        dictionaries = [paths[wf.filename] for wf in entry.files if wf.role == "dictionary"]
-        if dictionaries:  # DFDNet: component dictionaries are files beside the generator, not weights
-            net.load_dictionaries(dictionaries[0].parent)
-    elif weights is not None:
-        raise ValueError("pass either weights=... or pretrained=False, not both")
-    return entry.restorer_class()(
+    Face models come back as a `Restorer` (`Relighter` for relighting); helper networks (detectors,
+    and the parsers and upsamplers of the face pipeline) as their own task object, e.g. a FaceDetector.
+    """
+    entry = sized_entry(resolve_entry(name), overrides)
+    device = torch.device(device) if device is not None else default_device()
+    net = build_model(entry, weights, pretrained, progress=progress, **overrides)
+    runner = entry.family.runner_class()
+    if not isinstance(entry, ZooEntry):
+        return runner(net, entry, device=device, precision=precision)
+    return runner(
         net, entry, device=device, precision=precision, detector=detector,
         detector_weights=os.fspath(detector_weights) if detector_weights is not None else None,
     )

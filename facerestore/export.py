@@ -44,7 +44,7 @@ from torch import nn
 
 from .archs.ops import official_ops
 from .imageio import write_atomic
-from .registry import ZooEntry
+from .registry import DetectorEntry, ModelEntry, ZooEntry, import_object
 
 MIN_OPSET = 18  # the torch.export-based exporter writes opset 18 and newer
 DEFAULT_TOLERANCE = 1e-3  # max |onnx - torch| allowed by the check, per unit of output scale
@@ -71,39 +71,6 @@ class FaceNetExport(nn.Module):
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         out = self.net(image, **self.forward_kwargs)
         return out[0] if isinstance(out, (tuple, list)) else out
-
-
-class DFDNetExport(nn.Module):
-    """image -> image for DFDNet, with the component boxes of every face fixed at export time."""
-
-    def __init__(self, net: nn.Module, part_locations: np.ndarray) -> None:
-        super().__init__()
-        self.net = net
-        # [face][part][x1, y1, x2, y2] as Python ints: constants of the traced graph. (The network's own
-        # forward converts a box tensor with .tolist(), which torch.export cannot see through.)
-        self.boxes = np.asarray(part_locations, dtype=np.int64).tolist()
-
-    def forward(self, image: torch.Tensor) -> torch.Tensor:
-        if image.shape[0] != len(self.boxes):
-            raise ValueError(f"this DFDNet export takes batches of {len(self.boxes)} faces, got {image.shape[0]}")
-        features = self.net.VggExtract(image)
-        updated, _ = self.net.swap_components(features, self.boxes)
-        return self.net.decode(features, updated)
-
-
-class RelightExport(nn.Module):
-    """(L, sh) -> (relit L, estimated light) for DPR."""
-
-    def __init__(self, net: nn.Module, forward_kwargs: dict[str, Any]) -> None:
-        super().__init__()
-        self.net = net
-        self.forward_kwargs = dict(forward_kwargs)
-
-    def forward(self, L: torch.Tensor, sh: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # noqa: N803
-        from .relight import split_outputs
-
-        relit, light = split_outputs(self.net(L, sh.reshape(-1, 9, 1, 1), **self.forward_kwargs))
-        return relit, light.reshape(-1, 9)
 
 
 class DetectorExport(nn.Module):
@@ -151,20 +118,15 @@ class ExportSpec:
 
 
 def _load(model: Any, weights: str | os.PathLike | None, pretrained: bool, size: int | None,
-          overrides: dict[str, Any]) -> tuple[nn.Module, ZooEntry, str]:
+          overrides: dict[str, Any]) -> tuple[nn.Module, ModelEntry, str]:
     """(network on the CPU in eval mode, its zoo entry, where its weights come from) from a
-    name/entry/config, a Restorer or a FaceDetector. For a zoo restorer, `size` also builds the
-    network at that size (GFP-GAN out_size, GPEN size); the official weights fit the official size only."""
-    from .api import load, resolve_entry
-    from .face.detect import FaceDetector, load_detector
-    from .registry import get_entry
-    from .restorer import Restorer
+    name/entry/config or a loaded model (anything with `.net` and `.entry`: a Restorer, a FaceDetector).
+    `size` also builds the network at that size (its family's size argument, e.g. GFP-GAN's out_size);
+    the official weights fit the official size only."""
+    from .api import build_model, resolve_entry, sized_entry
 
-    given = "as loaded by the caller"
-    if isinstance(model, Restorer):
-        return _cpu_float32(model.net), model.entry, given
-    if isinstance(model, FaceDetector):
-        return _cpu_float32(model.net), get_entry(model.name), given
+    if hasattr(model, "net") and isinstance(getattr(model, "entry", None), ModelEntry):
+        return _cpu_float32(model.net), model.entry, "as loaded by the caller"
     entry = resolve_entry(model)
     if not pretrained:
         note = "random init (pretrained=False)"
@@ -172,19 +134,11 @@ def _load(model: Any, weights: str | os.PathLike | None, pretrained: bool, size:
         note = os.fspath(weights)
     else:
         note = ", ".join(wf.filename for wf in entry.files if wf.role == "weights")
-    if entry.task == "detect":
-        if overrides:
-            raise ValueError(f"{entry.name} takes no architecture overrides, got {sorted(overrides)}")
-        if pretrained:
-            return load_detector(entry.name, weights=weights, device="cpu").net.eval(), entry, note
-        if weights is not None:
-            raise ValueError("pass either weights=... or pretrained=False, not both")
-        return entry.build().eval(), entry, note
-    size_key = _size_key(entry)
+    size_key = entry.family.size_argument
     if size is not None and size_key is not None:
         overrides = {size_key: size, **overrides}
-    restorer = load(entry, weights=weights, pretrained=pretrained, device="cpu", detector=None, **overrides)
-    return restorer.net.eval(), entry, note
+    net = build_model(entry, weights, pretrained, progress=True, **overrides)
+    return net.eval(), sized_entry(entry, overrides), note
 
 
 def _cpu_float32(net: nn.Module) -> nn.Module:
@@ -196,38 +150,30 @@ def _cpu_float32(net: nn.Module) -> nn.Module:
     return net.eval()
 
 
-def _size_key(entry: ZooEntry) -> str | None:
-    """The constructor argument that sets the network's image size (GFP-GAN out_size, GPEN size)."""
-    return next((key for key in ("out_size", "size") if key in entry.arch_config), None)
-
-
 def _uniform(shape: tuple[int, ...], low: float, high: float) -> Callable[[torch.Generator], torch.Tensor]:
     return lambda rng: torch.rand(shape, generator=rng) * (high - low) + low
 
 
-def export_spec(net: nn.Module, entry: ZooEntry, *, size: int | None = None, batch: int = 1,
+def export_spec(net: nn.Module, entry: ModelEntry, *, size: int | None = None, batch: int = 1,
                 part_locations: np.ndarray | None = None) -> ExportSpec:
     """Wrap `net` (of zoo entry `entry`) in its export signature (see the module docstring).
 
     size: input side; default the network size (restorers, DPR) or 640 (detectors).
     batch: the batch of the example inputs (and DFDNet's fixed batch).
-    part_locations: DFDNet only, (4,4) or (batch,4,4) boxes [x1,y1,x2,y2] of left eye, right eye,
-        nose, mouth in the 512 face (default: from the FFHQ template's 5 points)."""
+    part_locations: for networks that take facial component boxes (DFDNet), (4,4) or (batch,4,4)
+        boxes [x1,y1,x2,y2] of left eye, right eye, nose, mouth in the 512 face (default: from the
+        FFHQ template's 5 points). The wrapper is the entry's family's `export` function."""
     from . import __version__
 
     if batch < 1:
         raise ValueError(f"batch must be >= 1, got {batch}")
-    if entry.task == "detect":
-        spec = _detector_spec(net, entry, size or DEFAULT_DETECT_SIZE)
-    elif entry.task == "relight":
-        spec = _relight_spec(net, entry, size or entry.face_size)
-    else:
-        spec = _restorer_spec(net, entry, size, batch, part_locations)
+    options = {"part_locations": part_locations} if part_locations is not None else {}
+    spec = import_object(entry.family.export)(net, entry, size=size, batch=batch, **options)
     spec.metadata = {
         "model": entry.name, "task": entry.task, "facerestore_version": __version__, **spec.metadata,
         "input_names": ",".join(spec.input_names), "output_names": ",".join(spec.output_names),
         "batch": "dynamic" if spec.dynamic_batch else str(spec.fixed_batch),
-        "template": entry.template, "license": entry.license, "source": entry.source,
+        "template": getattr(entry, "template", ""), "license": entry.license, "source": entry.source,
     }
     spec.module.eval()
     return spec
@@ -244,10 +190,11 @@ def _stacked(make: Callable[[torch.Generator], Any]) -> Callable[[int, torch.Gen
     return make_inputs
 
 
-def _detector_spec(net: nn.Module, entry: ZooEntry, size: int) -> ExportSpec:
-    config = entry.arch_config
-    module = DetectorExport(net, size, config["min_sizes"], config.get("steps", (8, 16, 32)),
-                            config.get("variances", (0.1, 0.2)))
+def detector_spec(net: nn.Module, entry: DetectorEntry, size: int | None = None, batch: int = 1,
+                  **_options: Any) -> ExportSpec:
+    """RetinaFace-style detectors: image (fixed size) -> boxes, scores, landmarks for every prior box."""
+    size = size or DEFAULT_DETECT_SIZE
+    module = DetectorExport(net, size, entry.min_sizes, entry.steps, entry.variances)
     priors = module.priors.shape[0]
     return ExportSpec(module, _stacked(_uniform((3, size, size), 0.0, 255.0)), ("image",),
                       ("boxes", "scores", "landmarks"), True, None, {
@@ -260,47 +207,14 @@ def _detector_spec(net: nn.Module, entry: ZooEntry, size: int) -> ExportSpec:
     })
 
 
-def _relight_spec(net: nn.Module, entry: ZooEntry, size: int) -> ExportSpec:
-    downsampling = 32 if type(net).__name__ == "HourglassNet1024" else 16
-    if size % downsampling:
-        raise ValueError(f"{entry.name} needs an input side divisible by {downsampling}, got {size}")
-    lightness = _uniform((1, size, size), 0.0, 1.0)
-
-    def make(rng: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
-        sh = torch.randn(9, generator=rng) * 0.3
-        sh[0] += 0.8  # a plausible light: mostly ambient
-        return lightness(rng), sh
-
-    return ExportSpec(RelightExport(net, entry.forward_kwargs), _stacked(make), ("L", "sh"), ("relit", "light"),
-                      True, None, {
-        "inputs": (f"L: float32 (N,1,{size},{size}) lightness in [0, 1] (OpenCV Lab L / 255); sh: float32 (N,9) "
-                   "target light, second-order SH coefficients (facerestore.SHLight)"),
-        "outputs": (f"relit: float32 (N,1,{size},{size}) lightness in [0, 1]; light: float32 (N,9) SH light "
-                    "estimated for the input"),
-        "notes": "fixed input size; a and b of Lab are kept from the input image",
-    })
-
-
-def _restorer_spec(net: nn.Module, entry: ZooEntry, size: int | None, batch: int,
-                   part_locations: np.ndarray | None) -> ExportSpec:
-    net_size = 2 ** net.log_size if hasattr(net, "log_size") else entry.face_size
-    if size is not None and size != net_size:
-        raise ValueError(f"this {entry.name} network takes {net_size}x{net_size} faces, not {size}; "
-                         f"rebuild it for another size with load(..., {_size_key(entry) or 'size'}=...)")
-    lo, hi = entry.input_range
-    colour = entry.color.upper()
-    make = _stacked(_uniform((3, net_size, net_size), lo, hi))
-    metadata = {"inputs": f"image: float32 (N,3,{net_size},{net_size}) {colour} in [{lo:g}, {hi:g}]",
-                "outputs": f"output: float32 (N,3,{net_size},{net_size}) {colour}, about [{lo:g}, {hi:g}] (clamp it)"}
-    if type(net).__name__ == "UNetDictFace":
-        if not net.has_dictionaries:
-            raise ValueError("DFDNet needs its component dictionaries before export: load('dfdnet') with the "
-                             "official files, or net.load_dictionaries(folder) (see models/dfdnet.md)")
-        boxes = _dfdnet_boxes(part_locations, batch)
-        metadata["notes"] = ("fixed input size and batch; the component boxes [x1,y1,x2,y2] (left eye, right eye, "
-                             f"nose, mouth) are constants: {boxes.tolist()}")
-        return ExportSpec(DFDNetExport(net, boxes), make, ("image",), ("output",), False, batch, metadata)
+def face_net_spec(net: nn.Module, entry: ZooEntry, size: int | None = None, batch: int = 1,
+                  **_options: Any) -> ExportSpec:
+    """Face restoration networks: image -> image at the network size, called as the restorer calls them."""
+    make, metadata, net_size = face_image_io(net, entry, size)
     forward_kwargs = dict(entry.forward_kwargs)
+    if entry.family.fidelity_argument:  # the family's default fidelity is a constant of the graph
+        forward_kwargs[entry.family.fidelity_argument] = entry.family.fidelity
+        metadata["fidelity"] = f"{entry.family.fidelity_argument}={entry.family.fidelity:g}"
     metadata["notes"] = "fixed input size"
     if "randomize_noise" in _parameters(net.forward):
         forward_kwargs["randomize_noise"] = False  # the stored noise buffers: a graph cannot draw noise
@@ -309,22 +223,24 @@ def _restorer_spec(net: nn.Module, entry: ZooEntry, size: int | None, batch: int
     return ExportSpec(FaceNetExport(net, forward_kwargs), make, ("image",), ("output",), True, None, metadata)
 
 
+def face_image_io(net: nn.Module, entry: ZooEntry, size: int | None
+                  ) -> tuple[Callable[[int, torch.Generator], tuple[torch.Tensor, ...]], dict[str, str], int]:
+    """(example-input maker, documented input/output metadata, network size) of a face image network."""
+    net_size = 2 ** net.log_size if hasattr(net, "log_size") else entry.face_size
+    if size is not None and size != net_size:
+        size_key = entry.family.size_argument or "size"
+        raise ValueError(f"this {entry.name} network takes {net_size}x{net_size} faces, not {size}; "
+                         f"rebuild it for another size with load(..., {size_key}=...)")
+    lo, hi = entry.input_range
+    colour = entry.color.upper()
+    make = _stacked(_uniform((3, net_size, net_size), lo, hi))
+    metadata = {"inputs": f"image: float32 (N,3,{net_size},{net_size}) {colour} in [{lo:g}, {hi:g}]",
+                "outputs": f"output: float32 (N,3,{net_size},{net_size}) {colour}, about [{lo:g}, {hi:g}] (clamp it)"}
+    return make, metadata, net_size
+
+
 def _parameters(fn: Callable) -> set[str]:
     return set(inspect.signature(fn).parameters)
-
-
-def _dfdnet_boxes(part_locations: np.ndarray | None, batch: int) -> np.ndarray:
-    if part_locations is None:
-        from .face.align import template
-        from .zoo.dfdnet import part_locations_from_landmarks5
-
-        part_locations = part_locations_from_landmarks5(template("ffhq", 512))
-    boxes = np.asarray(part_locations, dtype=np.int64)
-    if boxes.shape == (4, 4):
-        boxes = np.repeat(boxes[None], batch, axis=0)
-    if boxes.shape != (batch, 4, 4):
-        raise ValueError(f"part_locations must be (4, 4) or ({batch}, 4, 4) boxes, got {boxes.shape}")
-    return boxes
 
 
 # ----------------------------------------------------------------------------------------------

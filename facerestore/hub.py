@@ -260,13 +260,35 @@ def extract_state_dict(checkpoint: Any, key: str | None = None) -> Mapping[str, 
     raise WeightsError(f"no state dict found under {candidates} (keys: {list(checkpoint)[:8]})")
 
 
-def load_weights(net: torch.nn.Module, path: str | os.PathLike, key: str | None = None) -> None:
-    """Strictly load a checkpoint file into `net`; a mismatch names the missing/unexpected keys."""
-    state = extract_state_dict(read_checkpoint(path), key)
+def network_state_dict(checkpoint: Any, wf: WeightFile | None = None) -> dict[str, torch.Tensor]:
+    """The network's state dict inside a checkpoint, cleaned up as the official loader does: the
+    wrapper key (`wf.state_dict_key`, e.g. `params_ema`, or `state_dict` of a training checkpoint),
+    only the keys under `wf.network_prefix` (e.g. `vqvae.`, stripped; other keys such as loss or
+    discriminator weights are not part of the network), and prefixes such as `module.` stripped."""
+    state = extract_state_dict(checkpoint, wf.state_dict_key if wf is not None else None)
+    if wf is not None and wf.network_prefix:
+        prefix = wf.network_prefix
+        state = {k[len(prefix):]: v for k, v in state.items() if k.startswith(prefix)}
+        if not state:
+            raise WeightsError(f"no key starts with {prefix!r}: this is not a {wf.filename} checkpoint")
+    for prefix in wf.strip_prefixes if wf is not None else ():
+        state = {k.removeprefix(prefix): v for k, v in state.items()}
+    return dict(state)
+
+
+def load_weights(net: torch.nn.Module, path: str | os.PathLike, key: str | WeightFile | None = None,
+                 model_name: str | None = None) -> None:
+    """Strictly load a checkpoint file into `net`; a mismatch names the missing/unexpected keys.
+
+    key: the WeightFile describing the file's layout (see `network_state_dict`), or just the key
+    holding the state dict inside the file."""
+    wf = key if isinstance(key, WeightFile) else WeightFile(Path(path).name, (), state_dict_key=key)
+    state = network_state_dict(read_checkpoint(path), wf)
     try:
         net.load_state_dict(state, strict=True)
     except RuntimeError as exc:
-        raise WeightsError(f"{path} does not fit this architecture: {str(exc)[:2000]}") from exc
+        what = f"is not a {model_name} checkpoint: it " if model_name else ""
+        raise WeightsError(f"{path} {what}does not fit this architecture: {str(exc)[:2000]}") from exc
 
 
 def clear_cache(name_or_entry: ZooEntry | None = None) -> None:

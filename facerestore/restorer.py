@@ -12,12 +12,13 @@ import contextlib
 import math
 import warnings
 from dataclasses import dataclass
-from typing import Any, Iterator
+from typing import Any, Iterator, Sequence
 
 import cv2
 import numpy as np
 import torch
 
+from . import convert
 from .imageio import from_bgr_uint8, to_bgr_uint8
 from .registry import ZooEntry
 
@@ -183,23 +184,14 @@ class Restorer:
 
     def to_tensor(self, images: np.ndarray) -> torch.Tensor:
         """(N,H,W,3) BGR uint8 -> (N,3,H,W) float on the device, in the entry's colour order and range."""
-        x = torch.from_numpy(np.ascontiguousarray(images)).to(self.device)
-        if self.entry.color == "rgb":
-            x = x.flip(-1)
-        x = x.permute(0, 3, 1, 2).float() / 255.0
-        lo, hi = self.entry.input_range
-        x = x * (hi - lo) + lo
-        if self.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        return x
+        return convert.image_to_tensor(images, color=self.entry.color, value_range=self.entry.input_range,
+                                       device=self.device, channels_last=self.channels_last)
 
     def to_image(self, tensor: torch.Tensor) -> np.ndarray:
-        """(N,3,H,W) network output in the entry's range -> (N,H,W,3) BGR uint8 (clamped, rounded)."""
-        lo, hi = self.entry.input_range
-        x = ((tensor.detach().float() - lo) / (hi - lo)).clamp_(0, 1)
-        if self.entry.color == "rgb":
-            x = x.flip(1)
-        return (x.permute(0, 2, 3, 1) * 255.0).round_().to(torch.uint8).cpu().numpy()
+        """(N,3,H,W) network output in the entry's range -> (N,H,W,3) BGR uint8 (clamped, then rounded or
+        truncated as the entry's official code does)."""
+        return convert.tensor_to_image(tensor, color=self.entry.color, value_range=self.entry.input_range,
+                                       rounding=self.entry.output_rounding)
 
 
 def set_weight_layout(net: torch.nn.Module, channels_last: bool) -> None:
@@ -214,17 +206,48 @@ def set_weight_layout(net: torch.nn.Module, channels_last: bool) -> None:
 class FaceRestorer(Restorer):
     """Blind face restoration on aligned faces or whole photos."""
 
-    def forward_faces(self, crops: np.ndarray, crop_landmarks: np.ndarray, seed: int | None = None) -> np.ndarray:
+    def forward_faces(self, crops: np.ndarray, crop_landmarks: np.ndarray,
+                      seed: int | Sequence[int] | None = None, fidelity: float | None = None) -> np.ndarray:
         """Restore aligned faces: (N,S,S,3) BGR uint8 -> (N,S,S,3) BGR uint8, in batches.
 
         `crop_landmarks` (N,5,2) are the 5 points in crop coordinates (used by models that need
-        part locations, e.g. DFDNet)."""
+        part locations, e.g. DFDNet). `seed`: an int makes the noise of noise-drawing models (GFP-GAN)
+        reproducible (drawn in the official order, as after torch.manual_seed(seed) on the CPU); a list
+        gives each face its own seed, so a face gets the same noise whatever its batch position (video
+        tracks). Seeded noise comes from its own generator, never from PyTorch's global RNG, so threads
+        sharing a restorer do not disturb each other. `fidelity`: for families whose network takes it
+        (CodeFormer's w), the value passed; None = the family's default."""
+        seed = int(seed) if isinstance(seed, np.integer) else seed
+        seeds = _per_face_seeds(seed, len(crops))
+        noise_shapes = getattr(self.net, "noise_shapes", None)
+        kwargs = dict(self.entry.forward_kwargs)
+        if self.entry.family.fidelity_argument:
+            kwargs[self.entry.family.fidelity_argument] = self.entry.family.fidelity if fidelity is None else fidelity
+        generator = torch.Generator().manual_seed(seed) if isinstance(seed, int) else None
         outputs = []
-        with self.inference(seed):
+        # Models without seedable noise inputs (a test's custom net) still get a reproducible global RNG.
+        with self.inference(seed if isinstance(seed, int) and noise_shapes is None else None):
             for start in range(0, len(crops), self.batch_size):
-                out = self.net(self.to_tensor(crops[start:start + self.batch_size]), **self.entry.forward_kwargs)
+                stop = min(start + self.batch_size, len(crops))
+                if noise_shapes is not None and seed is not None:
+                    kwargs["noise"] = self._draw_noise(noise_shapes, stop - start, generator,
+                                                       seeds[start:stop] if seeds is not None else None)
+                out = self.net(self.to_tensor(crops[start:stop]), **kwargs)
                 outputs.append(self.to_image(out[0] if isinstance(out, (tuple, list)) else out))
         return np.concatenate(outputs) if outputs else crops[:0].copy()
+
+    def _draw_noise(self, noise_shapes, batch: int, generator: torch.Generator | None,
+                    seeds: list[int] | None) -> list[torch.Tensor]:
+        """Per-layer noise (B,1,h,w): from one generator for the whole call, or one per face."""
+        if generator is not None:
+            layers = [torch.randn(shape, generator=generator) for shape in noise_shapes(batch)]
+        else:
+            per_face = []
+            for face_seed in seeds:
+                g = torch.Generator().manual_seed(int(face_seed))
+                per_face.append([torch.randn(shape, generator=g) for shape in noise_shapes(1)])
+            layers = [torch.cat(parts) for parts in zip(*per_face)]
+        return [layer.to(self.device) for layer in layers]
 
     def restore(
         self,
@@ -235,7 +258,7 @@ class FaceRestorer(Restorer):
         only_center_face: bool = False,
         max_faces: int | None = None,
         min_face_size: float = 0,
-        fidelity: float = 0.0,
+        fidelity: float | None = None,
         seed: int | None = None,
         color_order: str = "bgr",
         background_upsampler: Any = None,
@@ -246,56 +269,86 @@ class FaceRestorer(Restorer):
             `color_order="rgb"`; gray, RGBA (alpha kept) and 16-bit inputs come back in their form.
         upscale: output size factor; the background is resized (or passed to `background_upsampler`,
             a callable `(bgr_uint8, scale) -> bgr_uint8`, e.g. a Real-ESRGAN wrapper).
-        fidelity: 0 = the model's restoration as is (official behaviour), 1 = the input face
-            unchanged; values between blend the two linearly (GPEN's demo `alpha` = 1 - fidelity).
+        fidelity: in [0, 1], None = the model's official default. For CodeFormer it is the network's
+            fidelity weight w (official default 0.5); for the other models 0 = the model's restoration
+            as is (official behaviour, the default), 1 = the input face unchanged, values between blend
+            the two linearly (GPEN's demo `alpha` = 1 - fidelity).
         seed: models that draw noise (GFP-GAN) give the same output for the same seed; None draws
             fresh noise like the official code.
         only_center_face / max_faces / min_face_size: which detected faces to restore (the largest
             detection scores first; min_face_size is the box's shorter side in input pixels).
         """
-        if not 0.0 <= fidelity <= 1.0:
-            raise ValueError(f"fidelity must be in [0, 1], got {fidelity}")
+        if fidelity is not None and not 0.0 <= fidelity <= 1.0:
+            raise ValueError(f"fidelity must be in [0, 1] (or None for the model's default), got {fidelity}")
         if upscale <= 0:
             raise ValueError(f"upscale must be positive, got {upscale}")
         bgr, info = to_bgr_uint8(img, color_order)
-        size = self.entry.face_size
         if aligned:
-            crop = bgr if bgr.shape[:2] == (size, size) else cv2.resize(bgr, (size, size), interpolation=cv2.INTER_LINEAR)
-            from .face.align import template
+            image, faces = self._restore_aligned(bgr, upscale, fidelity, seed)
+        else:
+            image, faces = self._restore_photo(bgr, upscale, fidelity, seed, only_center_face, max_faces,
+                                               min_face_size, background_upsampler)
+        return RestoreResult(from_bgr_uint8(image, info, color_order), faces)
 
-            points = template(self.entry.template, size)[None]
-            restored = self.forward_faces(crop[None], points, seed=seed)[0]
-            restored = blend(restored, crop, fidelity)
-            out_h, out_w = round(bgr.shape[0] * upscale), round(bgr.shape[1] * upscale)
-            image = restored if (out_h, out_w) == (size, size) else cv2.resize(
-                restored, (out_w, out_h), interpolation=cv2.INTER_LINEAR if out_h > size else cv2.INTER_AREA)
-            face = FaceResult(np.array([0, 0, bgr.shape[1], bgr.shape[0]], np.float32), 1.0,
-                              points[0] * [bgr.shape[1] / size, bgr.shape[0] / size], np.eye(2, 3) * size / bgr.shape[0],
-                              crop, restored)
-            return RestoreResult(from_bgr_uint8(image, info, color_order), [face])
+    def restore_faces(self, crops: np.ndarray, crop_landmarks: np.ndarray, fidelity: float | None = None,
+                      seed: int | Sequence[int] | None = None) -> np.ndarray:
+        """Aligned faces -> restored faces, with the fidelity applied as the family defines it (inside
+        the network for CodeFormer, a pixel blend with the input for the others)."""
+        if self.entry.family.fidelity_argument:
+            return self.forward_faces(crops, crop_landmarks, seed=seed, fidelity=fidelity)
+        restored = self.forward_faces(crops, crop_landmarks, seed=seed)
+        return blend(restored, crops, self.entry.family.fidelity if fidelity is None else fidelity)
 
+    def _restore_aligned(self, bgr: np.ndarray, upscale: float, fidelity: float | None,
+                         seed: int | None) -> tuple[np.ndarray, list[FaceResult]]:
+        """One aligned face: resized to the network size, restored, resized to the output size."""
         from .face.align import template
 
-        dst = template(self.entry.template, self.entry.face_size)
-        faces = self.find_faces(bgr, dst, only_center_face, max_faces, min_face_size)
-        background = upscale_background(bgr, upscale, background_upsampler)
-        if not faces:
-            warnings.warn("no face found: returning the (upscaled) input unchanged", NoFaceWarning, stacklevel=2)
-            return RestoreResult(from_bgr_uint8(background, info, color_order), [])
+        size = self.entry.face_size
+        crop = bgr if bgr.shape[:2] == (size, size) else cv2.resize(bgr, (size, size), interpolation=cv2.INTER_LINEAR)
+        points = template(self.entry.template, size)[None]
+        restored = self.restore_faces(crop[None], points, fidelity, seed)[0]
+        out_h, out_w = round(bgr.shape[0] * upscale), round(bgr.shape[1] * upscale)
+        image = restored if (out_h, out_w) == (size, size) else cv2.resize(
+            restored, (out_w, out_h), interpolation=cv2.INTER_LINEAR if out_h > size else cv2.INTER_AREA)
+        face = FaceResult(np.array([0, 0, bgr.shape[1], bgr.shape[0]], np.float32), 1.0,
+                          points[0] * [bgr.shape[1] / size, bgr.shape[0] / size], np.eye(2, 3) * size / bgr.shape[0],
+                          crop, restored)
+        return image, [face]
 
-        from .face.align import transform_points, warp_faces
+    def _restore_photo(self, bgr: np.ndarray, upscale: float, fidelity: float | None, seed: int | None,
+                       only_center_face: bool, max_faces: int | None, min_face_size: float,
+                       background_upsampler: Any) -> tuple[np.ndarray, list[FaceResult]]:
+        """A whole photo: detect -> align -> one batched restore -> paste back into the background."""
+        from .face.align import template, transform_points, warp_faces
         from .face.paste import paste_faces, resize_affine
 
+        size = self.entry.face_size
+        faces = self.find_faces(bgr, template(self.entry.template, size), only_center_face, max_faces, min_face_size)
+        background = upscale_background(bgr, upscale, background_upsampler)
+        if not faces:
+            warnings.warn("no face found: returning the (upscaled) input unchanged", NoFaceWarning, stacklevel=3)
+            return background, []
         affines = np.stack([f.affine for f in faces])
         crops = warp_faces(bgr, affines, size)
         crop_landmarks = np.stack([transform_points(f.landmarks, f.affine) for f in faces])
-        restored = blend(self.forward_faces(crops, crop_landmarks, seed=seed), crops, fidelity)
+        restored = self.restore_faces(crops, crop_landmarks, fidelity, seed)
         for face, crop, out in zip(faces, crops, restored):
             face.crop, face.restored = crop, out
         to_input = resize_affine(bgr.shape, background.shape)  # background pixel -> input pixel
-        bg_affines = np.stack([a @ to_input for a in affines])
-        image = paste_faces(background, restored, bg_affines)
-        return RestoreResult(from_bgr_uint8(image, info, color_order), faces)
+        image = paste_faces(background, restored, np.stack([a @ to_input for a in affines]))
+        return image, faces
+
+
+def _per_face_seeds(seed: int | Sequence[int] | None, count: int) -> list[int] | None:
+    """A list of per-face seeds (checked), or None for one seed (or none) for the whole call."""
+    if seed is None or isinstance(seed, (int, np.integer)):
+        return None
+    seeds = [int(s) for s in seed]
+    if len(seeds) != count:
+        raise ValueError(f"seed: one int per face is needed ({count}), got {len(seeds)}")
+    return seeds
+
 
 def blend(restored: np.ndarray, original: np.ndarray, fidelity: float) -> np.ndarray:
     """Linear blend toward the input: fidelity 0 -> restored, 1 -> original."""

@@ -14,7 +14,7 @@ from facerestore.archs.gpen import FullGenerator
 from facerestore.bench import PeakMemory, run_benchmark
 from facerestore.imageio import read_image
 from facerestore.metrics import compute
-from facerestore.registry import ZooEntry
+from facerestore.registry import ZooEntry, get_entry
 
 # Small configurations of the real architectures, as test-only zoo entries (not registered).
 TINY_GFPGAN = ZooEntry(
@@ -25,7 +25,7 @@ TINY_GFPGAN = ZooEntry(
 TINY_GPEN = ZooEntry(
     name="bench-tiny-gpen", arch=FullGenerator, files=(), task="restore", face_size=64, template="gpen",
     arch_config=dict(size=64, style_dim=32, n_mlp=2, channel_multiplier=1, narrow=0.125),
-    restorer="facerestore.zoo.gpen:GPENRestorer")
+    family=get_entry("gpen").family, output_rounding="truncate")
 
 OFFLINE = {"lpips": {"download": False}, "ids": {"download": False}}
 

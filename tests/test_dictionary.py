@@ -1,4 +1,4 @@
-"""Building DFDNet component dictionaries (facerestore.dictionary) and the build-dictionary command.
+"""Building DFDNet component dictionaries (facerestore.zoo.dfdnet.dictionary) and the build-dictionary command.
 
 The end-to-end tests encode 2-3 real FFHQ faces with a random-weight VGG19 at 512 (a few seconds per
 face on the CPU) and run one DFDNet forward with the result."""
@@ -13,7 +13,7 @@ from conftest import shared_path
 
 from facerestore.archs.dfdnet import PARTS, SCALES, UNetDictFace, VGGFeat, dictionary_key, dictionary_shape
 from facerestore.cli import main
-from facerestore.dictionary import build_dictionaries, component_features, kmeans, list_images, load_encoder
+from facerestore.zoo.dfdnet.dictionary import build_dictionaries, component_features, kmeans, list_images, load_encoder
 from facerestore.face.align import template
 from facerestore.hub import WeightsError
 from facerestore.registry import get_entry

@@ -1,6 +1,8 @@
 """Face pipeline: RetinaFace detection on real photos, alignment templates, paste-back."""
 from __future__ import annotations
 
+import dataclasses
+
 import cv2
 import numpy as np
 import pytest
@@ -56,8 +58,8 @@ def test_facexlib_priors_would_make_boxes_too_big(detector):
     """The 1MB checkpoint needs its own priors: with facexlib's, the same outputs decode to ~2x boxes."""
     img = photo("Blake_Lively.jpg")
     ours = detector.detect(img, detect_size=320)
-    wrong = FaceDetector(detector.net, "wrong", min_sizes=((16, 32), (64, 128), (256, 512)), detect_size=320,
-                         score_threshold=detector.score_threshold).detect(img)
+    wrong = FaceDetector(detector.net, dataclasses.replace(detector.entry, min_sizes=((16, 32), (64, 128), (256, 512)),
+                                                           detect_size=320)).detect(img)
     assert len(ours) == 2 and len(wrong) >= 1
     ratio = (wrong.boxes[0, 2] - wrong.boxes[0, 0]) / (ours.boxes[0, 2] - ours.boxes[0, 0])
     assert 1.4 < ratio < 2.6

@@ -6,6 +6,8 @@ The faces are real aligned crops (FFHQ 1024 px: landmarks on the FFHQ template x
 """
 from __future__ import annotations
 
+import dataclasses
+
 import cv2
 import numpy as np
 import pytest
@@ -67,8 +69,7 @@ def test_standard_offset_scale_would_shrink_the_faces(detector, scene):
     with 0.1 (as facexlib does) the landmarks spread ~1.5x and aligned faces come out far too small."""
     img, truths = scene
     assert detector.variances[0] < 0.08
-    standard = FaceDetector(detector.net, "standard-variance", min_sizes=detector.min_sizes, variances=(0.1, 0.2),
-                            detect_size=detector.detect_size, score_threshold=detector.score_threshold)
+    standard = FaceDetector(detector.net, dataclasses.replace(detector.entry, variances=(0.1, 0.2)))
     errors = alignment_errors(standard.detect(img, score_threshold=0.5), truths)
     assert np.median(errors[:, 0]) < 0.8, errors
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from conftest import shared_path
-from facerestore.light import (
+from facerestore.shlight import (
     DEFAULT_AMBIENT,
     DEFAULT_INTENSITY,
     SHLight,

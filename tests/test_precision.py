@@ -53,7 +53,7 @@ def test_dpr_real_weights_bf16_within_40db_of_fp32():
     weights = shared_path("weights/dpr/trained_model_03.t7")
     exact = facerestore.load("dpr", weights=weights, device="cpu")
     fast = facerestore.load("dpr", weights=weights, device="cpu", precision="bf16")
-    from facerestore.light import SHLight
+    from facerestore.shlight import SHLight
 
     faces = real_faces(512)
     light = SHLight.from_direction((1.0, 0.3, 1.0))

@@ -11,9 +11,9 @@ from conftest import shared_path
 from facerestore import get_entry, load
 from facerestore.cli import main
 from facerestore.hub import sha256_of
-from facerestore.light import SHLight
+from facerestore.shlight import SHLight
 from facerestore.metrics.lighting import si_l2
-from facerestore.relight import Relighter, contact_sheet, head_mask, pad_to_square
+from facerestore.relighter import Relighter, contact_sheet, head_mask, pad_to_square
 
 
 def light_file(i: int):
@@ -52,7 +52,7 @@ def test_zoo_entries():
     small, large = get_entry("dpr"), get_entry("dpr-1024")
     assert small.name == "dpr-512" and get_entry("DPR-512") is small
     for entry, size, filename in ((small, 512, "trained_model_03.t7"), (large, 1024, "trained_model_1024_03.t7")):
-        assert entry.task == "relight" and entry.restorer == "facerestore.relight:Relighter"
+        assert entry.task == "relight" and entry.restorer == "facerestore.relighter:Relighter"
         assert entry.face_size == size and entry.commercial_use is False and "research" in entry.license
         (wf,) = entry.files
         assert wf.filename == filename and wf.url == f"https://github.com/zhhoper/DPR/raw/master/trained_model/{filename}"

@@ -319,7 +319,7 @@ def test_torchrun_two_processes_train_with_ddp(faces64, tmp_path):
 
 def test_mirrored_light_renders_the_mirrored_sphere():
     """Flip augmentation for DPR: the SH sign flips used for a mirrored face light the mirror image."""
-    from facerestore.light import render_sphere
+    from facerestore.shlight import render_sphere
     from facerestore.train.recipes import MIRROR_SH_SIGNS
 
     coefficients = np.array([1.08, -0.34, 0.42, 0.61, 0.2, -0.15, -0.3, 0.25, 0.1])

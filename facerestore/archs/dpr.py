@@ -131,6 +131,7 @@ def _as_sh_tensor(sh: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
 
 
 class HourglassNet(nn.Module):
+    size_multiple = 16  # input sides must be divisible by this (four 2x poolings)
     """The 512 px DPR network (`model/defineHourglass_512_gray_skip.py: HourglassNet`).
 
     forward(x, sh, skip_count=0) -> (out_img, out_light):
@@ -191,6 +192,7 @@ class HourglassNet(nn.Module):
 
 
 class HourglassNet1024(nn.Module):
+    size_multiple = 32  # one more 2x pooling than the 512 network
     """The 1024 px DPR network (`defineHourglass_1024_gray_skip_matchFeature.py: HourglassNet_1024`).
 
     Its own pre_conv/BN/ReLU and 2x max-pool bring the 1024 input to 512-scale features, which go

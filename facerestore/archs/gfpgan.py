@@ -116,6 +116,10 @@ class _GFPGAN(nn.Module):
         """Activation after conv_body_first and final_conv (part of those layers in GFPGANv1)."""
         return x
 
+    def noise_shapes(self, batch: int = 1) -> list[tuple[int, int, int, int]]:
+        """Shapes of the decoder's per-layer noise for a batch, in the order the forward draws them."""
+        return self.stylegan_decoder.noise_shapes(batch)
+
     def forward(self, x: torch.Tensor, return_latents: bool = False, return_rgb: bool = True,
                 randomize_noise: bool = True, noise: Sequence[torch.Tensor | None] | None = None,
                 **kwargs) -> tuple[torch.Tensor, list[torch.Tensor]]:

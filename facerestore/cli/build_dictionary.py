@@ -31,7 +31,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..dictionary import build_dictionaries
+    from ..zoo.dfdnet.dictionary import build_dictionaries
 
     written = build_dictionaries(
         args.faces, args.output, args.clusters, args.weights, size=args.size, aligned=args.aligned,

@@ -20,7 +20,7 @@ def run(args: argparse.Namespace) -> int:
     rows = [("name", "aliases", "task", "size", "license", "commercial", "cached")]
     for name in list_models(task=args.task):
         e = get_entry(name)
-        rows.append((name, ",".join(sorted(alias_of.get(name, []))) or "-", e.task, str(e.face_size),
+        rows.append((name, ",".join(sorted(alias_of.get(name, []))) or "-", e.task, str(getattr(e, "face_size", "-")),
                      e.license.split(";")[0][:28] or "-", "yes" if e.commercial_use else "no",
                      "yes" if hub.is_cached(e) else "no"))
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]

@@ -51,7 +51,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 
 def build_light(args: argparse.Namespace):
-    from ..light import DEFAULT_AMBIENT, DEFAULT_INTENSITY, SHLight
+    from ..shlight import DEFAULT_AMBIENT, DEFAULT_INTENSITY, SHLight
 
     if args.light:
         if args.intensity is not None or args.ambient is not None:
@@ -65,7 +65,7 @@ def build_light(args: argparse.Namespace):
 def run(args: argparse.Namespace) -> int:
     from .. import load
     from ..imageio import list_images, read_image, to_bgr_uint8, write_image
-    from ..relight import contact_sheet
+    from ..relighter import contact_sheet
     from .restore import output_path
 
     if args.sweep is not None and args.sweep < 1:

@@ -20,20 +20,19 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from .. import convert
 from ..imageio import list_images, read_image, to_bgr_uint8
 from .degradations import Preset, apply, apply_target, get_preset, resize_square, sample_params, to_uint8
 
 
 def image_to_tensor(img: np.ndarray) -> torch.Tensor:
     """BGR uint8 HxWx3 -> float tensor (3, H, W), RGB in [-1, 1]."""
-    rgb = np.ascontiguousarray(img[:, :, ::-1])
-    return torch.from_numpy(rgb).permute(2, 0, 1).float().div_(127.5).sub_(1.0)
+    return convert.image_to_tensor(img)
 
 
 def tensor_to_image(tensor: torch.Tensor) -> np.ndarray:
     """Float tensor (3, H, W), RGB in [-1, 1] -> BGR uint8 HxWx3 (clamped, rounded)."""
-    x = ((tensor.detach().float().cpu() + 1.0) * 127.5).clamp_(0, 255).round_().to(torch.uint8)
-    return np.ascontiguousarray(x.permute(1, 2, 0).numpy()[:, :, ::-1])
+    return np.ascontiguousarray(convert.tensor_to_image(tensor.cpu()))
 
 
 class FaceAligner:

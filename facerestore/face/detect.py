@@ -97,18 +97,19 @@ def decode(deltas: torch.Tensor, landmark_deltas: torch.Tensor, priors: torch.Te
 
 
 class FaceDetector:
-    """A RetinaFace network with its prior configuration and detection defaults."""
+    """A RetinaFace network with its prior configuration and detection defaults (from its zoo entry)."""
 
-    def __init__(self, net: RetinaFaceNet, name: str, min_sizes, steps=(8, 16, 32), variances=(0.1, 0.2),
-                 detect_size: int | tuple[int, ...] | None = None, score_threshold: float = 0.9,
-                 min_face: float = 40.0, device=None) -> None:
-        self.name = name
+    def __init__(self, net: RetinaFaceNet, entry, device=None, precision: str = "fp32") -> None:
+        if precision != "fp32":
+            raise ValueError(f"{entry.name} runs in fp32 only, not {precision!r}")
+        self.entry = entry
+        self.name = entry.name
         self.device = torch.device(device or "cpu")
         self.net = net.to(self.device).eval()
-        self.min_sizes, self.steps, self.variances = min_sizes, steps, variances
-        self.detect_size = detect_size
-        self.score_threshold = score_threshold
-        self.min_face = min_face  # multi-scale: smallest face side (px) a copy answers for, but the largest copy
+        self.min_sizes, self.steps, self.variances = entry.min_sizes, entry.steps, entry.variances
+        self.detect_size = entry.detect_size
+        self.score_threshold = entry.score_threshold
+        self.min_face = entry.min_face  # multi-scale: smallest face side (px) a copy answers for, but the largest copy
 
     def to(self, device) -> "FaceDetector":
         self.device = torch.device(device)
@@ -184,23 +185,14 @@ class FaceDetector:
 
 
 def load_detector(name: str = "retinaface-resnet50", weights: str | os.PathLike | None = None,
-                  device=None) -> FaceDetector:
+                  device=None, pretrained: bool = True, progress: bool = True) -> FaceDetector:
     """A face detector from the zoo (task "detect"), weights from `weights` (file/folder/URL) or the hub."""
-    from .. import hub
-    from ..registry import get_entry
+    from ..api import build_model
+    from ..registry import DetectorEntry, get_entry
 
     entry = get_entry(name)
-    if entry.task != "detect":
+    if not isinstance(entry, DetectorEntry):
         raise ValueError(f"{entry.name} is not a face detector (task {entry.task!r}); "
                          f"see `facerestore models --task detect`")
-    config = dict(entry.arch_config)
-    net = entry.build(backbone=config.pop("backbone"))
-    paths = hub.resolve(entry, weights)
-    state = hub.extract_state_dict(hub.read_checkpoint(paths[entry.files[0].filename]))
-    state = {k.removeprefix("module."): v for k, v in state.items()}  # checkpoints saved from DataParallel
-    try:
-        net.load_state_dict(state, strict=True)
-    except RuntimeError as exc:
-        raise hub.WeightsError(f"{paths[entry.files[0].filename]} is not a {entry.name} checkpoint: "
-                               f"{str(exc)[:500]}") from exc
-    return FaceDetector(net, entry.name, device=device, **config)
+    net = build_model(entry, weights=weights, pretrained=pretrained, progress=progress)
+    return FaceDetector(net, entry, device=device)

@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .. import hub
+from .. import convert, hub
 from ..imageio import list_images, read_image, to_bgr_uint8
 from .weights import metric_weights_path
 
@@ -55,7 +55,7 @@ def build_fid_inception() -> torch.nn.Module:
 
 def _to_unit_rgb(img: np.ndarray) -> torch.Tensor:
     """BGR uint8 HxWx3 -> (3, H, W) RGB float in [0, 1]."""
-    return torch.from_numpy(np.ascontiguousarray(img[:, :, ::-1])).permute(2, 0, 1).float() / 255.0
+    return convert.image_to_tensor(img, value_range=(0.0, 1.0))
 
 
 class FID:

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .. import hub
+from .. import convert, hub
 from .weights import metric_weights_path
 
 # lpips net name -> (torchvision weights file, its URL)
@@ -30,8 +30,7 @@ BACKBONES = {
 
 def image_to_unit_tensor(img: np.ndarray, device: torch.device) -> torch.Tensor:
     """BGR uint8 HxWx3 -> (1, 3, H, W) RGB float in [-1, 1] on `device`."""
-    rgb = np.ascontiguousarray(np.asarray(img)[:, :, ::-1])
-    return torch.from_numpy(rgb).to(device).permute(2, 0, 1)[None].float().div(127.5).sub(1.0)
+    return convert.image_to_tensor(img, device=device)[None]
 
 
 def shipped_linear_weights(net: str) -> Path:

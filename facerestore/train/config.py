@@ -21,20 +21,8 @@ from typing import Any, Mapping
 
 import yaml
 
-from ..registry import WeightFile, ZooEntry, get_entry
+from ..registry import WeightFile, ZooEntry, families, get_entry
 
-# Architecture families trainable from scratch (`model: {arch: NAME, config: {...}}`) and the zoo entry
-# whose conventions (template, colour, value range, restorer, forward call) they share.
-FAMILY_BASE_ENTRY = {
-    "gfpgan": "gfpgan-v1",
-    "gfpgan-clean": "gfpgan-v1.4",
-    "gpen": "gpen-bfr-512",
-    "dfdnet": "dfdnet",
-    "dpr": "dpr-512",
-    "dpr-1024": "dpr-1024",
-}
-# Constructor argument holding the output size, per architecture class.
-SIZE_ARGUMENT = {"GFPGANv1": "out_size", "GFPGANv1Clean": "out_size", "FullGenerator": "size"}
 CHECKPOINT_FILE = "last.pth"
 
 
@@ -279,8 +267,8 @@ def _validate(config: Config) -> None:
     model = config.model
     if bool(model.zoo) == bool(model.arch):
         raise ConfigError("model: give exactly one of `zoo: <zoo name>` (fine-tune) or `arch: <family>` (from scratch)")
-    if model.arch and model.arch not in FAMILY_BASE_ENTRY:
-        raise ConfigError(f"model.arch {model.arch!r} is not a trainable family; choose from {', '.join(FAMILY_BASE_ENTRY)}")
+    if model.arch and model.arch not in config_archs():
+        raise ConfigError(f"model.arch {model.arch!r} is not a trainable family; choose from {', '.join(config_archs())}")
     if config.train.iters < 1:
         raise ConfigError("train.iters must be at least 1")
     if config.data.batch_size < 1:
@@ -297,8 +285,15 @@ def _validate(config: Config) -> None:
 # ---- config -> zoo entry ----------------------------------------------------------------------------
 def base_entry(config: Config) -> ZooEntry:
     """The zoo entry the config fine-tunes, or the family's reference entry when training from scratch."""
-    name = config.model.zoo or FAMILY_BASE_ENTRY[config.model.arch]
+    name = config.model.zoo or config_archs()[config.model.arch]
     return get_entry(name)
+
+
+def config_archs() -> dict[str, str]:
+    """`model: {arch: NAME}` names for training from scratch -> the zoo entry whose conventions (template,
+    colour, value range, restorer, forward call) the new network shares; declared by each family."""
+    return {arch: entry for family in families() if family.training
+            for arch, entry in family.training.config_archs.items()}
 
 
 def entry_from_config(config: Config | str | os.PathLike) -> ZooEntry:
@@ -309,7 +304,7 @@ def entry_from_config(config: Config | str | os.PathLike) -> ZooEntry:
         config = load_config(config)
     base = base_entry(config)
     arch_config = {**dict(base.arch_config), **config.model.config}
-    size_key = SIZE_ARGUMENT.get(getattr(base.arch, "__name__", ""))
+    size_key = base.family.size_argument
     face_size = int(arch_config[size_key]) if size_key and size_key in arch_config else base.face_size
     checkpoint = WeightFile(CHECKPOINT_FILE, (), state_dict_key="net_ema")
     extra_files = tuple(wf for wf in base.files if wf.role != "weights")  # e.g. DFDNet's dictionaries

@@ -18,34 +18,23 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .. import hub
+from .. import convert, hub
 from ..archs import discriminators as discs
-from ..data.datasets import tensor_to_image
 from ..losses import (
     GANLoss, IdentityLoss, PerceptualLoss, PixelLoss, component_style_loss, crop_components,
     feature_consistency_loss, feature_matching_loss, gradient_l1, light_loss, pyramid_loss, r1_penalty,
 )
-from ..registry import ZooEntry
+from ..registry import ZooEntry, families, import_object
 from .config import Config, ConfigError
 
-# Architecture class -> family (what forward call and discriminator it gets).
-FAMILIES = {"GFPGANv1": "gfpgan", "GFPGANv1Clean": "gfpgan", "FullGenerator": "gpen", "UNetDictFace": "dfdnet",
-            "HourglassNet": "dpr", "HourglassNet1024": "dpr"}
-COMPONENTS = ("left_eye", "right_eye", "mouth")  # GFP-GAN's facial components
-
-
-def family_of(entry: ZooEntry) -> str:
-    name = getattr(entry.arch, "__name__", str(entry.arch))
-    if name not in FAMILIES:
-        raise ConfigError(f"training {name} is not supported; trainable architectures: {', '.join(FAMILIES)}")
-    return FAMILIES[name]
-
-
 def build_recipe(config: Config, entry: ZooEntry, size: int) -> "Recipe":
-    family = family_of(entry)
-    if family == "dpr":
-        return RelightRecipe(config, entry, size)
-    return RestorationRecipe(config, entry, size, family)
+    """The training recipe the entry's family declares."""
+    spec = entry.family.training
+    if spec is None:
+        trainable = sorted({e for f in families() if f.training for e in f.training.config_archs})
+        raise ConfigError(f"{entry.name} ({entry.family.name}) cannot be trained with facerestore train; "
+                          f"trainable families: {', '.join(trainable)}")
+    return import_object(spec.recipe)(config, entry, size)
 
 
 def without_autocast(device_type: str) -> contextlib.AbstractContextManager:
@@ -82,6 +71,12 @@ class Recipe:
     d_train: dict[str, nn.Module]
     loss_modules: nn.ModuleDict  # fixed networks inside losses (VGG, ArcFace), moved to the device
 
+    def datasets(self, config: Config, size: int) -> tuple[Any, Any]:
+        """(training set, validation set or None) of the data this recipe trains on: LQ/HQ face pairs."""
+        from .data import restoration_datasets
+
+        return restoration_datasets(config, size)
+
     def configure_generator(self, net: nn.Module) -> None:
         """Freeze what the family does not train (before the optimiser is built)."""
 
@@ -114,12 +109,15 @@ class Recipe:
 
 def to_bgr_uint8(batch: torch.Tensor) -> np.ndarray:
     """(N, 3, H, W) RGB in [-1, 1] -> (N, H, W, 3) BGR uint8, as the datasets convert."""
-    return np.stack([tensor_to_image(x) for x in batch])
+    return convert.tensor_to_image(batch.cpu())
 
 
 class RestorationRecipe(Recipe):
-    def __init__(self, config: Config, entry: ZooEntry, size: int, family: str) -> None:
-        self.family, self.size, self.entry = family, size, entry
+    """Restoration from LQ to HQ faces, with the forward, default discriminator, component boxes and
+    frozen parts the entry's family declares (its `TrainingSpec`)."""
+
+    def __init__(self, config: Config, entry: ZooEntry, size: int) -> None:
+        self.spec, self.size, self.entry = entry.family.training, size, entry
         losses = config.losses
         self.loss_config = losses
         self.loss_modules = nn.ModuleDict()
@@ -134,7 +132,7 @@ class RestorationRecipe(Recipe):
         if losses.identity is not None:
             i = losses.identity
             self.loss_modules["identity"] = IdentityLoss(i.weight, i.pretrained, i.weights)
-        if losses.pyramid is not None and family != "gfpgan":
+        if losses.pyramid is not None and not self.spec.pyramid:
             raise ConfigError("losses.pyramid needs GFP-GAN's intermediate RGB outputs; remove it for this model")
         if losses.components is not None and size < 64:
             raise ConfigError("losses.components needs faces of at least 64 px")
@@ -154,14 +152,14 @@ class RestorationRecipe(Recipe):
                                "mouth": max(8, round(losses.components.mouth_size * scale))}
         self.d_train = dict(self.discriminators)
         self.template_points = None
-        if family == "dfdnet" or losses.components is not None:
+        if self.spec.part_boxes or losses.components is not None:
             from ..face.align import template
 
             self.template_points = np.asarray(template(entry.template, size), dtype=np.float64)
 
     def _main_discriminator(self, kwargs: dict) -> nn.Module:
         kwargs = dict(kwargs)
-        kind = kwargs.pop("type", {"gfpgan": "stylegan2", "gpen": "gpen", "dfdnet": "multiscale"}[self.family])
+        kind = kwargs.pop("type", self.spec.discriminator)
         if kind == "stylegan2":
             return discs.gfpgan_discriminator(self.size, **kwargs)
         if kind == "gpen":
@@ -173,7 +171,7 @@ class RestorationRecipe(Recipe):
     def part_boxes(self, flipped: torch.Tensor) -> np.ndarray:
         """(N, 4, 4) boxes (left eye, right eye, nose, mouth; xyxy) of the aligned faces of the batch,
         from the alignment template; a flipped face gets the mirrored boxes."""
-        from ..zoo.dfdnet import part_locations_from_landmarks5
+        from ..face.parts import part_locations_from_landmarks5
 
         points = self.template_points
         mirrored = points[[1, 0, 2, 4, 3]].copy()  # a mirror swaps left and right points
@@ -182,27 +180,20 @@ class RestorationRecipe(Recipe):
         return part_locations_from_landmarks5(landmarks, self.size)
 
     def configure_generator(self, net: nn.Module) -> None:
-        if self.family == "dfdnet":
-            # The dictionaries were clustered from these VGG features: the encoder must stay fixed.
-            net.VggExtract.requires_grad_(False)
+        for path in self.spec.frozen:
+            net.get_submodule(path).requires_grad_(False)
 
     # -- step
     def prepare(self, batch: dict, device: torch.device) -> dict:
         lq, hq = batch["lq"].to(device, non_blocking=True), batch["hq"].to(device, non_blocking=True)
         flipped = batch.get("flipped", torch.zeros(lq.shape[0], dtype=torch.bool))
         prepared = {"lq": lq, "hq": hq, "flipped": flipped}
-        if self.family == "dfdnet" or self.loss_config.components is not None:
+        if self.spec.part_boxes or self.loss_config.components is not None:
             prepared["boxes"] = torch.from_numpy(self.part_boxes(flipped))
         return prepared
 
     def forward(self, net: nn.Module, batch: dict) -> dict[str, Any]:
-        if self.family == "gfpgan":
-            image, rgbs = net(batch["lq"], return_rgb=self.loss_config.pyramid is not None)
-            return {"image": image, "rgbs": list(rgbs)}
-        if self.family == "gpen":
-            image, _ = net(batch["lq"])
-            return {"image": image}
-        return {"image": net(batch["lq"], batch["boxes"])}  # dfdnet
+        return self.spec.forward(net, batch, self.loss_config.pyramid is not None)
 
     def _component_crops(self, images: torch.Tensor, boxes: torch.Tensor) -> dict[str, torch.Tensor]:
         index = {"left_eye": 0, "right_eye": 1, "mouth": 3}
@@ -326,6 +317,12 @@ MIRROR_SH_SIGNS = torch.tensor([1.0, 1.0, 1.0, -1.0, -1.0, 1.0, 1.0, -1.0, 1.0])
 
 
 class RelightRecipe(Recipe):
+    def datasets(self, config: Config, size: int) -> tuple[Any, Any]:
+        """Portraits with source/target SH lights (see train.data.relight_datasets)."""
+        from .data import relight_datasets
+
+        return relight_datasets(config, size)
+
     def __init__(self, config: Config, entry: ZooEntry, size: int) -> None:
         self.size, self.entry = size, entry
         losses = config.losses
@@ -358,7 +355,7 @@ class RelightRecipe(Recipe):
     def _relight(self, net: nn.Module, image: torch.Tensor, sh: torch.Tensor
                  ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """(relit image, SH predicted for the input, lighting-free face features)."""
-        from ..relight import split_outputs
+        from ..relighter import split_outputs
 
         with LightingFeatures(_unwrap(net)) as captured:
             relit, source_sh = split_outputs(net(image, sh[:, :, None, None], self.weights.skip_count))

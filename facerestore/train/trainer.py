@@ -47,8 +47,8 @@ from .. import hub
 from ..imageio import write_atomic
 from ..registry import ZooEntry
 from .config import Config, ConfigError, SchedulerConfig, base_entry, entry_from_config, load_config
-from .data import EpochIndexed, StreamBatchSampler, fixed_items, relight_datasets, restoration_datasets
-from .recipes import Recipe, build_recipe, family_of, set_requires_grad
+from .data import EpochIndexed, StreamBatchSampler, fixed_items
+from .recipes import Recipe, build_recipe, set_requires_grad
 
 CHECKPOINT_FORMAT = "facerestore-train/1"
 
@@ -205,16 +205,16 @@ def tensorboard_writer(log_dir: Path, purge_step: int | None) -> Any:
 
 # ---- the trainer --------------------------------------------------------------------------------------
 def build_generator(config: Config, entry: ZooEntry, progress: bool = True) -> nn.Module:
-    """The network to train: the zoo entry's, with its weights (fine-tuning), or freshly initialised."""
-    from ..api import load
+    """The network to train: the zoo entry's, with its weights (fine-tuning), or freshly initialised
+    (its data files, such as DFDNet's component dictionaries, are loaded either way)."""
+    from ..api import build_model
 
     if config.model.zoo and config.model.pretrained:
-        return load(config.model.zoo, weights=config.model.weights, device="cpu", detector=None, progress=progress,
-                    **config.model.config).net
+        return build_model(config.model.zoo, weights=config.model.weights, progress=progress, **config.model.config)
     net = entry.build()
-    dictionaries = [wf for wf in entry.files if wf.role == "dictionary"]
-    if dictionaries:  # DFDNet's component dictionaries are data, not trained weights
-        paths = hub.resolve(dataclasses.replace(base_entry(config), files=tuple(dictionaries)), progress=progress)
+    data_files = tuple(wf for wf in entry.files if wf.role != "weights")
+    if data_files:  # DFDNet's component dictionaries are data, not trained weights
+        paths = hub.resolve(dataclasses.replace(base_entry(config), files=data_files), progress=progress)
         net.load_dictionaries(next(iter(paths.values())).parent)
     return net
 
@@ -242,7 +242,6 @@ class Trainer:
             torch.backends.cudnn.deterministic = train_cfg.deterministic
 
         self.entry = entry_from_config(config)
-        self.family = family_of(self.entry)
         self.size = config.data.size or self.entry.face_size
         self.recipe: Recipe = build_recipe(config, self.entry, self.size)
         self.net = build_generator(config, self.entry, self.progress)
@@ -269,15 +268,14 @@ class Trainer:
         self.net_train: nn.Module = self.net
         if self.dist.enabled:
             ids = [self.device.index] if self.device.type == "cuda" else None
-            # Some layers are idle by design: GFP-GAN's toRGBs without the pyramid loss, DFDNet's to_rgb0..3.
-            idle_layers = self.family in ("gfpgan", "dfdnet")
+            # Some layers are idle by design (the family says so, e.g. GFP-GAN's toRGBs without the pyramid loss).
+            idle_layers = self.entry.family.training.idle_layers
             self.net_train = nn.parallel.DistributedDataParallel(self.net, device_ids=ids,
                                                                  find_unused_parameters=idle_layers)
             self.recipe.d_train = {name: nn.parallel.DistributedDataParallel(d, device_ids=ids)
                                    for name, d in self.recipe.discriminators.items()}
 
-        datasets = relight_datasets if self.family == "dpr" else restoration_datasets
-        self.train_set, self.val_set = datasets(config, self.size)
+        self.train_set, self.val_set = self.recipe.datasets(config, self.size)
         # a few fixed faces for the sample grids: validation faces, else training faces (epoch 0)
         preview_source = self.val_set if self.val_set is not None else self.train_set
         self.preview_items = list(fixed_items(preview_source, config.log.sample_count))

@@ -1,13 +1,13 @@
 """DPR portrait relighting (Zhou et al., ICCV 2019): the two released checkpoints."""
 from ..archs.dpr import HourglassNet, HourglassNet1024
-from ..registry import WeightFile, ZooEntry, register
+from ..registry import Family, TrainingSpec, WeightFile, ZooEntry, register
 
 _REPO = "https://github.com/zhhoper/DPR"
 _PAPER = "Zhou, Hadap, Sunkavalli, Jacobs. Deep Single-Image Portrait Relighting. ICCV 2019"
 _LICENSE = "none stated (the DPR repository has no license file): research use only"
 _NOTES = (
     "Relights the L channel (Lab) of a portrait under a target light of 9 second-order SH coefficients "
-    "(facerestore.light.SHLight); a/b colour channels are kept. Trained on relit CelebA-HQ faces (DPR "
+    "(facerestore.shlight.SHLight); a/b colour channels are kept. Trained on relit CelebA-HQ faces (DPR "
     "dataset): works best on frontal-ish portraits framed like CelebA-HQ/FFHQ. The official demo resizes "
     "the whole image to the network size without keeping the aspect ratio; Relighter.relight does the "
     "same by default (keep_aspect=True pads instead, detect=True relights each detected face)."
@@ -19,10 +19,20 @@ _NOTES = (
 # legacy format loads as is, while any other pickled object (code in a tampered download) is refused.
 # The state dicts match HourglassNet / HourglassNet1024 key for key: load_state_dict(strict=True).
 
+FAMILY = Family(
+    name="dpr",
+    archs=(HourglassNet, HourglassNet1024),
+    runner="facerestore.relighter:Relighter",
+    training=TrainingSpec(recipe="facerestore.train.recipes:RelightRecipe",
+                          config_archs={"dpr": "dpr-512", "dpr-1024": "dpr-1024"}),
+    export="facerestore.relighter:export_spec",
+)
+
 # bf16 (autocast): relit images within 47-49 dB PSNR of fp32 on real faces (CPU, measured).
 _PRECISIONS = ("fp32", "bf16")
 
 register(ZooEntry(
+    family=FAMILY,
     name="dpr-512",
     arch=HourglassNet,
     arch_config={},  # the demo builds HourglassNet() with its defaults baseFilter=16, gray=True
@@ -33,7 +43,6 @@ register(ZooEntry(
         size=2812830,
     ),),
     task="relight",
-    restorer="facerestore.relight:Relighter",
     face_size=512,
     template="ffhq",
     color="gray",  # one channel: the L (lightness) of OpenCV Lab, /255
@@ -51,6 +60,7 @@ register(ZooEntry(
 ))
 
 register(ZooEntry(
+    family=FAMILY,
     name="dpr-1024",
     arch=HourglassNet1024,
     arch_config={},  # the demo builds HourglassNet_1024(HourglassNet(16), 16)
@@ -61,7 +71,6 @@ register(ZooEntry(
         size=2836359,
     ),),
     task="relight",
-    restorer="facerestore.relight:Relighter",
     face_size=1024,
     template="ffhq",
     color="gray",  # one channel: the L (lightness) of OpenCV Lab, /255

@@ -3,7 +3,7 @@
 `GFPGANer.enhance` does: `net(x, return_rgb=False)`, with fresh decoder noise per call (the
 restorer's `seed=` makes it reproducible)."""
 from ..archs.gfpgan import GFPGANv1, GFPGANv1Clean
-from ..registry import WeightFile, ZooEntry, register
+from ..registry import Family, TrainingSpec, WeightFile, ZooEntry, register
 
 _REPO = "https://github.com/TencentARC/GFPGAN"
 _RELEASES = f"{_REPO}/releases/download"
@@ -19,6 +19,24 @@ _CLEAN_CONFIG = {**_COMMON, "channel_multiplier": 2, "fix_decoder": False}
 _PRECISION_NOTE = (" precision='bf16'/'fp16' runs convolutions and linear layers in half precision under "
                    "autocast; style modulation/demodulation, noise and bias-activations stay in fp32 (GFP-GAN "
                    "is known not to be fp16-safe end to end).")
+
+
+def train_forward(net, batch: dict, want_rgbs: bool) -> dict:
+    """The training forward: the restored image, plus the U-Net's RGB pyramid for the pyramid loss."""
+    image, rgbs = net(batch["lq"], return_rgb=want_rgbs)
+    return {"image": image, "rgbs": list(rgbs)}
+
+
+FAMILY = Family(
+    name="gfpgan",
+    archs=(GFPGANv1, GFPGANv1Clean),
+    runner="facerestore.restorer:FaceRestorer",
+    size_argument="out_size",
+    training=TrainingSpec(config_archs={"gfpgan": "gfpgan-v1", "gfpgan-clean": "gfpgan-v1.4"},
+                          forward=train_forward, discriminator="stylegan2", pyramid=True,
+                          idle_layers=True),  # the U-Net's toRGBs without the pyramid loss
+    tiny=dict(out_size=64, num_style_feat=16, channel_multiplier=1, num_mlp=2, narrow=1 / 16),
+)
 _NOISE_NOTE = ("The decoder adds fresh random noise at every call, like the official code (restore(..., "
                "seed=N) makes results reproducible; the official code's outputs differ run to run). ")
 
@@ -27,6 +45,7 @@ def _gfpgan(version: str, filename: str, release: str, arch, config: dict, descr
             commercial_use: bool, aliases: tuple[str, ...] = ()) -> None:
     register(ZooEntry(
         name=f"gfpgan-v{version}",
+        family=FAMILY,
         arch=arch,
         arch_config=config,
         files=(WeightFile(filename, (f"{_RELEASES}/{release}/{filename}",), state_dict_key="params_ema"),),

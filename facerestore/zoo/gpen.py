@@ -12,11 +12,10 @@ from typing import Any
 
 import cv2
 import numpy as np
-import torch
 
 from ..archs.gpen import FullGenerator
 from ..imageio import to_bgr_uint8
-from ..registry import WeightFile, ZooEntry, register
+from ..registry import Family, TrainingSpec, WeightFile, ZooEntry, register
 from ..restorer import FaceRestorer
 
 _REPO = "https://github.com/yangxy/GPEN"
@@ -32,19 +31,13 @@ _RESTORER = "facerestore.zoo.gpen:GPENRestorer"
 class GPENRestorer(FaceRestorer):
     """FaceRestorer for GPEN's networks.
 
-    - Output conversion as GPEN's `FaceGAN.tensor2img`: clip to [0, 1], x255, truncate to uint8.
+    - Output conversion as GPEN's `FaceGAN.tensor2img` (clip to [0, 1], x255, truncate to uint8) comes
+      from the entries' `output_rounding="truncate"`.
     - `colorize`, `inpaint`, `seg2face`: the tasks of the colorization / inpainting / seg2face heads,
       on aligned face images (resized to the network size and back, as GPEN's `FaceGAN.process`).
       `restore(photo)` also works with these heads: it finds, aligns and pastes back the faces
       (colorization converts the face crops to grey first, as GPEN's demo does).
     """
-
-    def to_image(self, tensor: torch.Tensor) -> np.ndarray:
-        lo, hi = self.entry.input_range
-        x = ((tensor.detach().float() - lo) / (hi - lo)).clamp_(0, 1)
-        if self.entry.color == "rgb":
-            x = x.flip(1)
-        return (x.permute(0, 2, 3, 1) * 255.0).to(torch.uint8).cpu().numpy()  # truncation, like GPEN
 
     def forward_faces(self, crops: np.ndarray, crop_landmarks: np.ndarray, seed: int | None = None) -> np.ndarray:
         if self.entry.task == "colorize":
@@ -94,6 +87,21 @@ class GPENRestorer(FaceRestorer):
         return out if (h, w) == (size, size) else cv2.resize(out, (w, h), interpolation=cv2.INTER_LINEAR)
 
 
+def train_forward(net, batch: dict, want_rgbs: bool) -> dict:
+    image, _ = net(batch["lq"])
+    return {"image": image}
+
+
+FAMILY = Family(
+    name="gpen",
+    archs=(FullGenerator,),
+    runner=_RESTORER,
+    size_argument="size",
+    training=TrainingSpec(config_archs={"gpen": "gpen-bfr-512"}, forward=train_forward, discriminator="gpen"),
+    tiny=dict(size=64, style_dim=32, n_mlp=2, channel_multiplier=1, narrow=0.125),
+)
+
+
 def gray_bgr(bgr: np.ndarray) -> np.ndarray:
     """Grey image with 3 equal channels (GPEN's colorization input: BGR -> GRAY -> BGR)."""
     return cv2.cvtColor(cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY), cv2.COLOR_GRAY2BGR)
@@ -104,12 +112,13 @@ def _gpen(name: str, size: int, channel_multiplier: int, narrow: float, filename
           input_range: tuple[float, float] = (-1.0, 1.0)) -> None:
     register(ZooEntry(
         name=name,
+        family=FAMILY,
         arch=FullGenerator,
         # FaceGAN.load_model: FullGenerator(in_size, 512, n_mlp=8, channel_multiplier, narrow=narrow, device)
         arch_config=dict(size=size, style_dim=512, n_mlp=8, channel_multiplier=channel_multiplier, narrow=narrow),
         files=(WeightFile(filename, urls, state_dict_key=None),),
         task=task,
-        restorer=_RESTORER,
+        output_rounding="truncate",  # FaceGAN.tensor2img: astype(np.uint8) after clipping
         precisions=("fp32", "bf16", "fp16"),
         face_size=size,
         template="gpen",

@@ -30,8 +30,9 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from .archs.dfdnet import PARTS, SCALES, UNetDictFace, VGGFeat, dictionary_key, dictionary_shape
-from .imageio import IMAGE_EXTENSIONS, to_bgr_uint8, write_atomic
+from ...archs.dfdnet import PARTS, SCALES, UNetDictFace, VGGFeat, dictionary_key, dictionary_shape
+from ... import convert
+from ...imageio import IMAGE_EXTENSIONS, to_bgr_uint8, write_atomic
 
 
 def list_images(folder: str | os.PathLike) -> list[Path]:
@@ -56,12 +57,12 @@ def load_encoder(weights: str | os.PathLike | torch.nn.Module | None = None) -> 
         return weights.VggExtract
     if isinstance(weights, VGGFeat):
         return weights
-    from . import hub
+    from ... import hub
 
     if weights is None:
         from dataclasses import replace
 
-        from .registry import get_entry
+        from ...registry import get_entry
 
         entry = get_entry("dfdnet")
         generator = replace(entry, files=tuple(wf for wf in entry.files if wf.role == "weights"))
@@ -95,12 +96,12 @@ def aligned_faces(paths: Sequence[Path], size: int = 512, aligned: bool = True, 
 
     aligned=True: each image is one FFHQ-aligned face, resized to `size`; its landmarks are the FFHQ
     template. aligned=False: faces are detected and aligned to the FFHQ template (all faces)."""
-    from .face.align import template
+    from ...face.align import template
 
     points = template("ffhq", size)
     if not aligned:
-        from .face.align import estimate_affine, transform_points, warp_faces
-        from .face.detect import load_detector
+        from ...face.align import estimate_affine, transform_points, warp_faces
+        from ...face.detect import load_detector
 
         finder = load_detector(detector, weights=detector_weights, device=device)
     for path in paths:
@@ -123,8 +124,7 @@ def component_features(encoder: VGGFeat, faces: np.ndarray, boxes: np.ndarray) -
     faces (N,S,S,3) BGR uint8 aligned faces; boxes (N,4,4) [face, part, xyxy] in the faces' pixels.
     Returns `<part>_<scale>` -> (N, C*S*S) float32 tensors (on the encoder's device)."""
     device = encoder.RGB_mean.device
-    x = torch.from_numpy(np.ascontiguousarray(faces[..., ::-1])).to(device)
-    x = x.permute(0, 3, 1, 2).float() / 255.0 * 2 - 1
+    x = convert.image_to_tensor(faces, device=device)
     size = faces.shape[1]
     features = encoder(x)
     out = {}
@@ -232,7 +232,7 @@ def build_dictionaries(
     work_dir: where the features are memory-mapped while clustering (default: a temp folder;
         1.56 M float32 values = 6.2 MB per face).
     Returns `<part>_<scale>` -> path of the written `<part>_<scale>_center.npy`."""
-    from .zoo.dfdnet import part_locations_from_landmarks5
+    from . import part_locations_from_landmarks5
 
     paths = list_images(faces) if isinstance(faces, (str, os.PathLike)) else [Path(p) for p in faces]
     if clusters < 1:

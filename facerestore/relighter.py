@@ -16,9 +16,10 @@ from typing import Any, Sequence, Union
 import cv2
 import numpy as np
 import torch
+from torch import nn
 
 from .imageio import from_bgr_uint8, to_bgr_uint8
-from .light import SHLight
+from .shlight import SHLight
 from .restorer import Restorer
 
 LightLike = Union[SHLight, str, os.PathLike, Sequence[float], np.ndarray, torch.Tensor]
@@ -234,3 +235,42 @@ def contact_sheet(frames: Sequence[np.ndarray], lights: Sequence[SHLight], thumb
         sx = x + (thumb_width - sphere) // 2
         sheet[y + thumb_h:y + thumb_h + sphere, sx:sx + sphere] = preview
     return sheet
+
+
+# ---- export ------------------------------------------------------------------------------------
+class RelightExport(nn.Module):
+    """(L, sh) -> (relit L, estimated light) for DPR."""
+
+    def __init__(self, net: nn.Module, forward_kwargs: dict[str, Any]) -> None:
+        super().__init__()
+        self.net = net
+        self.forward_kwargs = dict(forward_kwargs)
+
+    def forward(self, L: torch.Tensor, sh: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # noqa: N803
+        relit, light = split_outputs(self.net(L, sh.reshape(-1, 9, 1, 1), **self.forward_kwargs))
+        return relit, light.reshape(-1, 9)
+
+
+def export_spec(net: nn.Module, entry: Any, size: int | None = None, batch: int = 1, **_options: Any):
+    """DPR's export signature: (L, sh) -> (relit L, estimated light), at a fixed size."""
+    from .export import ExportSpec, _stacked, _uniform
+
+    size = size or entry.face_size
+    downsampling = net.size_multiple
+    if size % downsampling:
+        raise ValueError(f"{entry.name} needs an input side divisible by {downsampling}, got {size}")
+    lightness = _uniform((1, size, size), 0.0, 1.0)
+
+    def make(rng: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+        sh = torch.randn(9, generator=rng) * 0.3
+        sh[0] += 0.8  # a plausible light: mostly ambient
+        return lightness(rng), sh
+
+    return ExportSpec(RelightExport(net, entry.forward_kwargs), _stacked(make), ("L", "sh"), ("relit", "light"),
+                      True, None, {
+        "inputs": (f"L: float32 (N,1,{size},{size}) lightness in [0, 1] (OpenCV Lab L / 255); sh: float32 (N,9) "
+                   "target light, second-order SH coefficients (facerestore.SHLight)"),
+        "outputs": (f"relit: float32 (N,1,{size},{size}) lightness in [0, 1]; light: float32 (N,9) SH light "
+                    "estimated for the input"),
+        "notes": "fixed input size; a and b of Lab are kept from the input image",
+    })

@@ -13,83 +13,17 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from ..archs.dfdnet import PARTS, SCALES, UNetDictFace, dictionary_key
-from ..registry import WeightFile, ZooEntry, register
-from ..restorer import FaceRestorer
+from ...archs.dfdnet import PARTS, SCALES, UNetDictFace, dictionary_key
+from ...face.parts import (  # noqa: F401  (the geometry DFDNet uses, importable from here)
+    LANDMARKS68_PARTS, MIN_HALF_SIZE_512, part_locations_from_landmarks5, part_locations_from_landmarks68,
+)
+from ...registry import Family, TrainingSpec, WeightFile, ZooEntry, register
+from ...restorer import FaceRestorer
 
 _REPO = "https://github.com/csxmli2016/DFDNet"
 _PAPER = ("Li, Chen, Zhang, Zuo, Zhang, Zhang. Blind Face Restoration via Deep Multi-scale Component "
           "Dictionaries. ECCV 2020")
 _LICENSE = "CC BY-NC-SA 4.0 (non-commercial)"
-
-# iBUG 68-point indices of each component, as in the official get_part_location.
-LANDMARKS68_PARTS = {
-    "left_eye": list(range(17, 22)) + list(range(36, 42)),  # brow + eye
-    "right_eye": list(range(22, 27)) + list(range(42, 48)),
-    "nose": list(range(29, 36)),
-    "mouth": list(range(48, 68)),
-}
-MIN_HALF_SIZE_512 = 16  # the official lower bound of a box's half side, in 512 px
-
-# Box of each component from the 5 points, in units of the eye distance d, in the face frame
-# (x along the eye line, image-left to image-right; y perpendicular, downwards). Calibrated on the
-# golden 68-point layout: the eye box holds brow + eye (centre 0.112 d above the eye, half side 0.33
-# d), the nose box the points 29-35 (centre 0.083 d below the tip), the mouth box spans the corners.
-EYE_OUTWARD, EYE_UP, EYE_HALF = 0.010, 0.112, 0.330
-NOSE_DOWN, NOSE_HALF = 0.083, 0.185
-MOUTH_DOWN, MOUTH_HALF_OF_WIDTH = 0.007, 0.5
-
-
-def _boxes_from_centres(centres: np.ndarray, halves: np.ndarray) -> np.ndarray:
-    """The official box rule: int-cast (truncation) of [cx-L+1, cy-L+1, cx+L, cy+L]."""
-    halves = halves[..., None]
-    return np.concatenate([centres - halves + 1, centres + halves], axis=-1).astype(np.int64)
-
-
-def part_locations_from_landmarks68(landmarks: np.ndarray) -> np.ndarray:
-    """Official `get_part_location`: (68,2) or (N,68,2) iBUG landmarks in 512 px -> (4,4) or (N,4,4)
-    int64 boxes [x1,y1,x2,y2] (left eye, right eye, nose, mouth).
-
-    Centre = mean of the component's points; half side L = max(largest x/y extent / 2, 16)."""
-    points = np.asarray(landmarks, dtype=np.float64)
-    if points.shape[-2:] != (68, 2):
-        raise ValueError(f"expected 68 landmarks of shape (68, 2) or (N, 68, 2), got {points.shape}")
-    centres, halves = [], []
-    for part in PARTS:
-        group = points[..., LANDMARKS68_PARTS[part], :]
-        centres.append(group.mean(axis=-2))
-        extent = (group.max(axis=-2) - group.min(axis=-2)).max(axis=-1)
-        halves.append(np.maximum(extent / 2, MIN_HALF_SIZE_512))
-    return _boxes_from_centres(np.stack(centres, axis=-2), np.stack(halves, axis=-1))
-
-
-def part_locations_from_landmarks5(landmarks: np.ndarray, size: int = 512) -> np.ndarray:
-    """Component boxes from the 5 points (left eye, right eye, nose, left and right mouth corner) of
-    an aligned face of `size` px: (5,2) or (N,5,2) -> (4,4) or (N,4,4) int64 [x1,y1,x2,y2] in the
-    same pixel frame, clipped to the image.
-
-    Same box rule as the 68-point path (square, truncated, half side >= 16 px at 512), with centres
-    and sizes placed relative to the eyes/nose/mouth as on a typical face (see the constants above)."""
-    points = np.asarray(landmarks, dtype=np.float64)
-    if points.shape[-2:] != (5, 2):
-        raise ValueError(f"expected 5 landmarks of shape (5, 2) or (N, 5, 2), got {points.shape}")
-    left_eye, right_eye, nose, mouth_left, mouth_right = (points[..., i, :] for i in range(5))
-    axis_x = right_eye - left_eye
-    eye_distance = np.linalg.norm(axis_x, axis=-1, keepdims=True)
-    axis_x = axis_x / np.maximum(eye_distance, 1e-6)
-    axis_y = np.stack([-axis_x[..., 1], axis_x[..., 0]], axis=-1)  # x rotated +90 deg: image "down"
-    d = eye_distance
-    centres = np.stack([
-        left_eye - EYE_OUTWARD * d * axis_x - EYE_UP * d * axis_y,
-        right_eye + EYE_OUTWARD * d * axis_x - EYE_UP * d * axis_y,
-        nose + NOSE_DOWN * d * axis_y,
-        (mouth_left + mouth_right) / 2 + MOUTH_DOWN * d * axis_y,
-    ], axis=-2)
-    mouth_width = np.linalg.norm(mouth_right - mouth_left, axis=-1)
-    d = d[..., 0]
-    halves = np.stack([EYE_HALF * d, EYE_HALF * d, NOSE_HALF * d, MOUTH_HALF_OF_WIDTH * mouth_width], axis=-1)
-    halves = np.maximum(halves, MIN_HALF_SIZE_512 * size / 512)
-    return np.clip(_boxes_from_centres(centres, halves), 0, size)
 
 
 class DFDNetRestorer(FaceRestorer):
@@ -127,6 +61,70 @@ class DFDNetRestorer(FaceRestorer):
         return np.concatenate(outputs) if outputs else crops[:0].copy()
 
 
+def train_forward(net, batch: dict, want_rgbs: bool) -> dict:
+    return {"image": net(batch["lq"], batch["boxes"])}
+
+
+FAMILY = Family(
+    name="dfdnet",
+    archs=(UNetDictFace,),
+    runner="facerestore.zoo.dfdnet:DFDNetRestorer",
+    training=TrainingSpec(config_archs={"dfdnet": "dfdnet"}, forward=train_forward, discriminator="multiscale",
+                          part_boxes=True,
+                          # the dictionaries were clustered from these VGG features: the encoder stays fixed
+                          frozen=("VggExtract",), idle_layers=True),  # to_rgb0..3 are never called
+    export="facerestore.zoo.dfdnet:export_spec",
+    tiny={},  # the architecture fixes its widths (VGG19 features, 512 px faces)
+)
+
+
+def export_spec(net: UNetDictFace, entry: ZooEntry, size: int | None = None, batch: int = 1,
+                part_locations: np.ndarray | None = None, **_options):
+    """DFDNet's export signature: image -> image with a fixed size and batch; the component boxes are
+    constants of the graph (those of the FFHQ template by default)."""
+    from ...export import ExportSpec, face_image_io
+
+    make, metadata, _ = face_image_io(net, entry, size)
+    if not net.has_dictionaries:
+        raise ValueError("DFDNet needs its component dictionaries before export: load('dfdnet') with the "
+                         "official files, or net.load_dictionaries(folder) (see models/dfdnet.md)")
+    boxes = _export_boxes(part_locations, batch)
+    metadata["notes"] = ("fixed input size and batch; the component boxes [x1,y1,x2,y2] (left eye, right eye, "
+                         f"nose, mouth) are constants: {boxes.tolist()}")
+    return ExportSpec(DFDNetExport(net, boxes), make, ("image",), ("output",), False, batch, metadata)
+
+
+def _export_boxes(part_locations: np.ndarray | None, batch: int) -> np.ndarray:
+    if part_locations is None:
+        from ...face.align import template
+
+        part_locations = part_locations_from_landmarks5(template("ffhq", 512))
+    boxes = np.asarray(part_locations, dtype=np.int64)
+    if boxes.shape == (4, 4):
+        boxes = np.repeat(boxes[None], batch, axis=0)
+    if boxes.shape != (batch, 4, 4):
+        raise ValueError(f"part_locations must be (4, 4) or ({batch}, 4, 4) boxes, got {boxes.shape}")
+    return boxes
+
+
+class DFDNetExport(torch.nn.Module):
+    """image -> image for DFDNet, with the component boxes of every face fixed at export time."""
+
+    def __init__(self, net: nn.Module, part_locations: np.ndarray) -> None:
+        super().__init__()
+        self.net = net
+        # [face][part][x1, y1, x2, y2] as Python ints: constants of the traced graph. (The network's own
+        # forward converts a box tensor with .tolist(), which torch.export cannot see through.)
+        self.boxes = np.asarray(part_locations, dtype=np.int64).tolist()
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        if image.shape[0] != len(self.boxes):
+            raise ValueError(f"this DFDNet export takes batches of {len(self.boxes)} faces, got {image.shape[0]}")
+        features = self.net.VggExtract(image)
+        updated, _ = self.net.swap_components(features, self.boxes)
+        return self.net.decode(features, updated)
+
+
 _DICTIONARY_FOLDER = "DictionaryCenter512"
 _FILES = (
     WeightFile("facefh_dictionary/latest_net_G.pth", (_REPO,), role="weights"),
@@ -136,11 +134,11 @@ _FILES = (
 
 register(ZooEntry(
     name="dfdnet",
+    family=FAMILY,
     arch=UNetDictFace,
     arch_config={"ngf": 64},
     files=_FILES,
     task="restore",
-    restorer="facerestore.zoo.dfdnet:DFDNetRestorer",
     face_size=512,
     template="ffhq",
     color="rgb",
