@@ -409,7 +409,8 @@ class Scorer:
         return [m for m in self.image_metrics if m not in record["metrics"]]
 
     def score(self, restored: np.ndarray, reference: np.ndarray, record: dict) -> bool:
-        """Add the metrics `record` lacks (a failure gives NaN and the reason); True if any was added."""
+        """Add the metrics `record` lacks (a failure gives NaN and the reason, and, unless it is an
+        expected skip, marks the metric failed); True if any was added."""
         missing = self.missing(record)
         for metric in missing:
             try:
@@ -417,6 +418,8 @@ class Scorer:
             except Exception as exc:
                 record["metrics"][metric] = math.nan
                 record.setdefault("errors", {})[metric] = _reason(exc)
+                if metric not in self.outcomes:
+                    self.outcomes.add(metric, exc)
         return bool(missing)
 
     def score_folders(self, out: Path, models: list[str]) -> dict[str, dict[str, float]]:
@@ -489,8 +492,7 @@ _DIGITS = {"psnr": 2, "ssim": 4, "lpips": 4, "niqe": 3, "ids": 4, "deg": 2, "lmd
 
 def markdown_table(result: dict) -> str:
     """results.md: one row per model, mean ± std over faces per metric, latency and peak memory."""
-    unavailable = {**result["skipped_metrics"], **result.get("failed_metrics", {})}
-    metrics = [m for m in result["metrics"] if m not in unavailable]
+    metrics = [m for m in result["metrics"] if m not in result["skipped_metrics"]]  # failed ones show "-"
     arrows = {m: "↓" if result["metric_info"][m]["lower_is_better"] else "↑" for m in metrics}
     header = ["model", *[f"{m.upper()} {arrows[m]}" for m in metrics], "latency (s/face)", "peak memory (MiB)"]
     lines = [

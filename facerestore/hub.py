@@ -316,12 +316,15 @@ def read_checkpoint(path: str | os.PathLike) -> Any:
     try:
         return torch.load(os.fspath(path), map_location="cpu", weights_only=True)
     except Exception as exc:
-        text = f"{exc.__class__.__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
-        if "weights only" in str(exc).lower() or "weights_only" in str(exc):
+        message = str(exc)
+        unpickler = re.search(r"WeightsUnpickler error:\s*(.+)", message)
+        text = f"{exc.__class__.__name__}: " + (unpickler.group(1).strip() if unpickler else
+                                                 (message.strip().splitlines() or [""])[0])
+        if re.search(r"Unsupported global|allowed global", message):  # it names code to call on load
             raise WeightsError(
-                f"{path} was refused: loading it would unpickle objects other than tensors and plain "
-                f"containers, which can run code ({text}). facerestore only reads weights-only checkpoints; "
-                "use a file from the official source, or re-save a trusted one as a plain state dict"
+                f"{path} was refused: loading it would call code stored in the file ({text[:300]}). "
+                "facerestore only reads weights-only checkpoints (tensors and plain containers); use a "
+                "file from the official source, or re-save a trusted one as a plain state dict"
             ) from exc
         size = path.stat().st_size
         raise WeightsError(
