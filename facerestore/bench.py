@@ -14,7 +14,8 @@ Out dir:
     inputs/lq|hq/<face>.png  the inputs and references; inputs/params/<face>.json the degradation drawn
     restored/<model>/<face>.png and pairs/<model>/<face>.json  per-pair results: a rerun skips them
     results.csv              one row per (face, model)
-    results.json             settings, metric directions, per-model mean/std/n, skipped models and
+    results.json             settings, metric directions, per-model mean/std/n, skipped (weights not
+                             available) and failed (any other error, with traceback) models and
                              metrics with the reason, all rows
     results.md               Markdown table: mean ± std per model and metric, latency, peak memory
     grids/<face>.png, grid.png  input | each model | ground truth, labelled
@@ -36,6 +37,7 @@ import os
 import resource
 import sys
 import time
+import traceback
 from pathlib import Path
 from typing import Any, Iterable
 
@@ -175,6 +177,34 @@ def _reason(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}".strip()
 
 
+def _expected_skip(exc: BaseException) -> bool:
+    """Weights that are not available (offline, not downloadable) are an expected skip; anything else
+    (unknown names, missing dictionaries, bugs) is a failure that must show."""
+    from .hub import WeightsError
+
+    return isinstance(exc, WeightsError)
+
+
+class Outcomes:
+    """What did not run, by name: `skipped` (expected: weights not available) or `failed` (anything
+    else, with its traceback), so a crash never reads as a skip."""
+
+    def __init__(self) -> None:
+        self.skipped: dict[str, str] = {}
+        self.failed: dict[str, str] = {}
+        self.tracebacks: dict[str, str] = {}
+
+    def add(self, name: str, exc: BaseException) -> None:
+        if _expected_skip(exc):
+            self.skipped[name] = _reason(exc)
+        else:
+            self.failed[name] = _reason(exc)
+            self.tracebacks[name] = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+
+    def __contains__(self, name: str) -> bool:
+        return name in self.skipped or name in self.failed
+
+
 # ----------------------------------------------------------------------------------------------
 # The runner
 # ----------------------------------------------------------------------------------------------
@@ -225,8 +255,10 @@ def run_benchmark(
     detector / detector_weights: the face detector for LMD (and the restorers; aligned inputs never
         need it). metric_options: extra options per metric, e.g. {"lpips": {"weights": "..."}}.
     load_kwargs: passed to facerestore.load (e.g. precision="bf16", or architecture overrides).
-    Models that cannot be loaded (unknown, weights missing offline, DFDNet without dictionaries)
-    are skipped with the reason.
+    Models and metrics whose weights are not available (hub.WeightsError) are listed under
+    `skipped_models` / `skipped_metrics` with the reason; any other error (an unknown name, DFDNet
+    without dictionaries, a bug) under `failed_models` / `failed_metrics`, with the traceback under
+    `tracebacks`: a crash never reads as a skip (the CLI exits 1 when anything failed).
     """
     import torch
 
@@ -270,12 +302,12 @@ def run_benchmark(
     scorer = Scorer(metrics, torch_device, options)
 
     model_specs: list[tuple[str, Any]] = []
-    skipped_models: dict[str, str] = {}
+    model_outcomes = Outcomes()
     for model in models:
         try:
             model_specs.append(_model_name(model))
-        except Exception as exc:
-            skipped_models[str(getattr(model, "name", model))] = _reason(exc)
+        except Exception as exc:  # an unknown name: a failure, not a skip
+            model_outcomes.add(str(getattr(model, "name", model)), exc)
 
     memory = PeakMemory(torch_device)
     bar = tqdm(total=len(faces) * (len(model_specs) + 1), desc="benchmark", unit="pair", disable=not progress)
@@ -306,7 +338,7 @@ def run_benchmark(
                     scorer.score(read_image(image_path), hq, record)
                     _write_json(pair_path, record)
                 continue
-            if model_name in skipped_models:
+            if model_name in model_outcomes:
                 continue
             try:
                 if restorer is None:
@@ -318,8 +350,8 @@ def run_benchmark(
                     if memory.cuda:
                         torch.cuda.synchronize(torch_device)
                     latency = time.perf_counter() - start
-            except Exception as exc:  # weights missing offline, DFDNet without dictionaries, ...
-                skipped_models[model_name] = _reason(exc)
+            except Exception as exc:  # weights missing offline (skip); DFDNet without dictionaries, bugs (failure)
+                model_outcomes.add(model_name, exc)
                 continue
             record = {"face": name, "model": model_name, "latency_s": latency, "peak_memory_mib": memory.peak_mib,
                       "metrics": {}}
@@ -331,7 +363,7 @@ def run_benchmark(
 
     names = [INPUT] + [n for n, _ in model_specs]
     rows = collect_rows(out, names, [f[0] for f in faces], scorer.image_metrics)
-    folder_results = scorer.score_folders(out, [n for n in names if n not in skipped_models])
+    folder_results = scorer.score_folders(out, [n for n in names if n not in model_outcomes])
     result = {
         **settings,
         "models": names[1:],
@@ -341,30 +373,35 @@ def run_benchmark(
         "memory_method": memory.method,
         "metric_info": {m: {"lower_is_better": known[m].lower_is_better, "needs_reference": known[m].needs_reference,
                             "description": known[m].description} for m in metrics},
-        "skipped_models": skipped_models,
-        "skipped_metrics": scorer.skipped,
+        "skipped_models": model_outcomes.skipped,
+        "skipped_metrics": scorer.outcomes.skipped,
+        "failed_models": model_outcomes.failed,
+        "failed_metrics": scorer.outcomes.failed,
+        "tracebacks": {**{f"model {k}": v for k, v in model_outcomes.tracebacks.items()},
+                       **{f"metric {k}": v for k, v in scorer.outcomes.tracebacks.items()}},
         "summary": summarize(rows, scorer.image_metrics, folder_results),
         "rows": rows,
     }
     _write_json(out / "results.json", result)
     write_csv(out / "results.csv", rows, scorer.image_metrics)
     (out / "results.md").write_text(markdown_table(result))
-    write_grids(out, faces, [n for n in names if n not in skipped_models], rows, scorer.image_metrics)
+    write_grids(out, faces, [n for n in names if n not in model_outcomes], rows, scorer.image_metrics)
     return result
 
 
 class Scorer:
-    """The requested metrics, loaded once; those that cannot load are `skipped` with the reason."""
+    """The requested metrics, loaded once; those that cannot load are skipped (weights not available)
+    or failed (anything else), with the reason, in `outcomes`."""
 
     def __init__(self, metrics: list[str], device: Any, options: dict[str, dict]) -> None:
         known = list_metrics()
         self.loaded: dict[str, Any] = {}
-        self.skipped: dict[str, str] = {}
+        self.outcomes = Outcomes()
         for name in metrics:
             try:
                 self.loaded[name] = _make_metric(name, device, options.get(name, {}))
-            except Exception as exc:  # weights missing offline, face pipeline absent, ...: report, go on
-                self.skipped[name] = _reason(exc)
+            except Exception as exc:  # weights missing offline: skip; anything else: failure. Report, go on
+                self.outcomes.add(name, exc)
         self.image_metrics = [m for m in metrics if known[m].inputs == "images" and m in self.loaded]
         self.folder_metrics = [m for m in metrics if known[m].inputs == "folders"]
 
@@ -372,7 +409,8 @@ class Scorer:
         return [m for m in self.image_metrics if m not in record["metrics"]]
 
     def score(self, restored: np.ndarray, reference: np.ndarray, record: dict) -> bool:
-        """Add the metrics `record` lacks (a failure gives NaN and the reason); True if any was added."""
+        """Add the metrics `record` lacks (a failure gives NaN and the reason, and, unless it is an
+        expected skip, marks the metric failed); True if any was added."""
         missing = self.missing(record)
         for metric in missing:
             try:
@@ -380,6 +418,8 @@ class Scorer:
             except Exception as exc:
                 record["metrics"][metric] = math.nan
                 record.setdefault("errors", {})[metric] = _reason(exc)
+                if metric not in self.outcomes:
+                    self.outcomes.add(metric, exc)
         return bool(missing)
 
     def score_folders(self, out: Path, models: list[str]) -> dict[str, dict[str, float]]:
@@ -391,7 +431,7 @@ class Scorer:
                 try:
                     results.setdefault(model, {})[metric] = self.loaded[metric](folder, out / "inputs" / "hq")
                 except Exception as exc:
-                    self.skipped[metric] = _reason(exc)
+                    self.outcomes.add(metric, exc)
         return results
 
 
@@ -452,7 +492,7 @@ _DIGITS = {"psnr": 2, "ssim": 4, "lpips": 4, "niqe": 3, "ids": 4, "deg": 2, "lmd
 
 def markdown_table(result: dict) -> str:
     """results.md: one row per model, mean ± std over faces per metric, latency and peak memory."""
-    metrics = [m for m in result["metrics"] if m not in result["skipped_metrics"]]
+    metrics = [m for m in result["metrics"] if m not in result["skipped_metrics"]]  # failed ones show "-"
     arrows = {m: "↓" if result["metric_info"][m]["lower_is_better"] else "↑" for m in metrics}
     header = ["model", *[f"{m.upper()} {arrows[m]}" for m in metrics], "latency (s/face)", "peak memory (MiB)"]
     lines = [
@@ -474,9 +514,13 @@ def markdown_table(result: dict) -> str:
               "itself. Latency: one `restore()` per face after a warm-up call. Peak memory: "
               + result["memory_method"] + "."]
     if result["skipped_models"] or result["skipped_metrics"]:
-        lines += ["", "Skipped:"]
+        lines += ["", "Skipped (weights not available):"]
         lines += [f"- model `{k}`: {v}" for k, v in result["skipped_models"].items()]
         lines += [f"- metric `{k}`: {v}" for k, v in result["skipped_metrics"].items()]
+    if result.get("failed_models") or result.get("failed_metrics"):
+        lines += ["", "FAILED (errors; tracebacks in results.json):"]
+        lines += [f"- model `{k}`: {v}" for k, v in result.get("failed_models", {}).items()]
+        lines += [f"- metric `{k}`: {v}" for k, v in result.get("failed_metrics", {}).items()]
     return "\n".join(lines) + "\n"
 
 

@@ -1,17 +1,22 @@
 """Weights on disk: the cache, downloads and reading checkpoint files.
 
 Lookup order for an entry's file: an explicit `weights=` (file, folder or URL) > the cache >
-download into the cache. Downloads go to a temporary file beside the target, are verified (size,
+download into the cache. Downloads go to `<file>.part` beside the target, are verified (size,
 sha256 when known, and a caller-supplied check such as strict loading) and only then renamed into
-place, so the cache never holds a truncated or corrupt file.
+place, so the cache never holds a truncated or corrupt file; an interrupted download is resumed
+from its `.part` with an HTTP Range request. Files given by URL are cached under
+`weights/url/<sha256(url)[:16]>/<name>`. Checkpoints are read weights-only: a file that would run
+code when unpickled is refused without running it.
 """
 from __future__ import annotations
 
 import hashlib
+import http.client
 import os
+import re
 import shutil
-import tempfile
 import urllib.error
+import urllib.parse
 import urllib.request
 from pathlib import Path
 from typing import Any, Callable, Mapping
@@ -72,6 +77,34 @@ def _is_url(s: str) -> bool:
     return s.startswith(("http://", "https://", "file://"))
 
 
+def url_cache_path(url: str, fallback_name: str) -> Path:
+    """Cache path of a file given by URL (`weights=URL`): `weights/url/<sha256(url)[:16]>/<name>`.
+
+    The hash keeps two URLs with the same file name apart; the name is the last path segment of the
+    URL (percent-decoded, query ignored) reduced to safe characters, or `fallback_name` when that
+    leaves nothing usable, so no URL can place a file outside the cache folder."""
+    segment = urllib.parse.unquote(urllib.parse.urlsplit(url).path).replace("\\", "/").rsplit("/", 1)[-1]
+    name = re.sub(r"[^A-Za-z0-9._+-]", "_", segment).lstrip(".")[:120]
+    if not name.strip("._-"):
+        name = fallback_name
+    folder = weights_dir() / "url" / hashlib.sha256(url.encode()).hexdigest()[:16]
+    dest = folder / name
+    if dest.resolve().parent != folder.resolve():  # defence in depth; the sanitising above rules it out
+        raise WeightsError(f"refusing the file name {segment!r} of {url}")
+    return dest
+
+
+def partial_path(dest: Path) -> Path:
+    """Where an unfinished download of `dest` is kept between attempts (resumed with HTTP Range)."""
+    return dest.with_name(dest.name + ".part")
+
+
+def _content_range_start(value: str | None) -> int | None:
+    """The first byte of a `Content-Range: bytes START-END/TOTAL` header."""
+    match = re.match(r"\s*bytes\s+(\d+)-", value or "")
+    return int(match.group(1)) if match else None
+
+
 def download(
     url: str,
     dest: Path,
@@ -80,42 +113,81 @@ def download(
     progress: bool = True,
     timeout: float = 60.0,
 ) -> Path:
-    """Download `url` to `dest` atomically: temp file, verify, rename. Nothing is left behind on failure."""
+    """Download `url` to `dest`: into `<dest>.part`, verify, then rename into place.
+
+    An interrupted download (dropped connection, timeout, Ctrl-C) keeps `<dest>.part`; the next call
+    resumes it with an HTTP Range request (a server answering 200 instead of 206 restarts it cleanly).
+    A complete file that fails verification (size, sha256, `verify`) is deleted: retrying would not help.
+    """
     dest = Path(dest)
     dest.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{dest.name}.", suffix=".part", dir=dest.parent)
-    tmp = Path(tmp_name)
+    part = partial_path(dest)
+    expected_size = wf.size if wf is not None else None
+    offset = part.stat().st_size if part.is_file() else 0
+    if expected_size is not None and offset > expected_size:  # not a prefix of this file
+        part.unlink()
+        offset = 0
+    total: int | None = expected_size
     try:
-        with os.fdopen(fd, "wb") as out:
-            request = urllib.request.Request(url, headers={"User-Agent": "facerestore"})
-            with urllib.request.urlopen(request, timeout=timeout) as response:
-                if response.headers.get_content_type() == "text/html":
-                    # a landing/login page (e.g. a Google Drive folder), never a weights file
-                    raise WeightsError(f"{url} returned a web page, not the file")
-                total = response.headers.get("Content-Length")
-                total = int(total) if total else None
-                with tqdm(total=total, unit="B", unit_scale=True, unit_divisor=1024,
-                          desc=f"Downloading {dest.name}", disable=not progress) as bar:
-                    for chunk in iter(lambda: response.read(CHUNK), b""):
-                        out.write(chunk)
-                        bar.update(len(chunk))
-        got = tmp.stat().st_size
-        if total is not None and got != total:
-            raise WeightsError(f"download of {url} stopped after {got} of {total} bytes")
+        if expected_size is None or offset < expected_size:
+            total = _fetch_into(url, part, offset, progress, timeout, dest.name)
+    except WeightsError:
+        raise
+    except (urllib.error.URLError, OSError, TimeoutError, http.client.HTTPException) as exc:
+        kept = part.stat().st_size if part.is_file() else 0
+        hint = f"; {kept} bytes are kept in {part} and the next attempt resumes from there" if kept else ""
+        raise WeightsError(f"could not download {url}: {exc}{hint}") from exc
+    got = part.stat().st_size
+    if total is not None and got < total:
+        raise WeightsError(f"download of {url} stopped after {got} of {total} bytes; run again to resume "
+                           f"(the partial file is kept at {part})")
+    try:
         if wf is not None:
-            verify_file(tmp, wf)
+            verify_file(part, wf)
         if verify is not None:
             try:
-                verify(tmp)
+                verify(part)
             except Exception as exc:  # a file that does not load is as bad as a truncated one
                 raise WeightsError(f"{url} was downloaded but is not a valid checkpoint: {exc}") from exc
-        os.replace(tmp, dest)
-        return dest
-    except (urllib.error.URLError, OSError, TimeoutError) as exc:
-        raise WeightsError(f"could not download {url}: {exc}") from exc
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    except Exception:
+        part.unlink(missing_ok=True)  # complete but wrong: start afresh next time
+        raise
+    os.replace(part, dest)
+    return dest
+
+
+def _fetch_into(url: str, part: Path, offset: int, progress: bool, timeout: float, label: str) -> int | None:
+    """Append the bytes of `url` from `offset` to `part` (restarting it when the server sends the
+    whole file); the file's total size when the server says it."""
+    headers = {"User-Agent": "facerestore"}
+    if offset:
+        headers["Range"] = f"bytes={offset}-"
+    request = urllib.request.Request(url, headers=headers)
+    try:
+        response = urllib.request.urlopen(request, timeout=timeout)
+    except urllib.error.HTTPError as exc:
+        if exc.code == 416 and offset:  # the partial file does not fit this server's file: start over
+            part.unlink(missing_ok=True)
+            return _fetch_into(url, part, 0, progress, timeout, label)
+        raise
+    with response:
+        if response.headers.get_content_type() == "text/html":
+            # a landing/login page (e.g. a Google Drive folder), never a weights file
+            raise WeightsError(f"{url} returned a web page, not the file")
+        length = response.headers.get("Content-Length")
+        length = int(length) if length and length.isdigit() else None
+        resumed = offset and response.status == 206 and _content_range_start(
+            response.headers.get("Content-Range")) == offset
+        if not resumed:
+            offset = 0  # 200: the server sends the whole file
+        total = offset + length if length is not None else None
+        with open(part, "ab" if resumed else "wb") as out, \
+                tqdm(total=total, initial=offset, unit="B", unit_scale=True, unit_divisor=1024,
+                     desc=f"Downloading {label}", disable=not progress) as bar:
+            for chunk in iter(lambda: response.read(CHUNK), b""):
+                out.write(chunk)
+                bar.update(len(chunk))
+    return total
 
 
 def _manual_hint(entry: ZooEntry, wf: WeightFile) -> str:
@@ -146,8 +218,7 @@ def resolve(
             if len(entry.files) != 1:
                 raise WeightsError(f"{entry.name} has {len(entry.files)} files; pass a folder, not one URL")
             wf = entry.files[0]
-            name = Path(urllib.request.url2pathname(text.split("?")[0])).name or wf.filename
-            dest = weights_dir() / "url" / name
+            dest = url_cache_path(text, wf.filename)
             if not dest.is_file():
                 download(text, dest, verify=verify, progress=progress)
             return {wf.filename: dest}
@@ -213,6 +284,8 @@ def fetch_file(filename: str, url: str, weights: str | os.PathLike | None = None
         if not path.is_file():
             raise WeightsError(f"weights file {path} does not exist")
         return path
+    if Path(filename).name != filename or filename in ("", ".", ".."):
+        raise ValueError(f"fetch_file needs a plain file name, got {filename!r}")
     for path in (weights_dir() / filename, torch_hub_dir() / filename):
         if path.is_file():
             return path
@@ -232,14 +305,32 @@ def fetch_file(filename: str, url: str, weights: str | os.PathLike | None = None
 def read_checkpoint(path: str | os.PathLike) -> Any:
     """Load a checkpoint file safely.
 
-    `weights_only=True` refuses arbitrary pickled code, so a downloaded file cannot run anything.
-    It still reads legacy (pre-1.6, non-zip) torch files such as DPR's `.t7` releases, whose
-    contents are plain tensors in an OrderedDict.
+    `weights_only=True` refuses arbitrary pickled code, so a downloaded file cannot run anything:
+    such a file raises WeightsError without any of its code having run. It still reads legacy
+    (pre-1.6, non-zip) torch files such as DPR's `.t7` releases, whose contents are plain tensors
+    in an OrderedDict. A truncated or corrupt file raises WeightsError naming it and what to do.
     """
+    path = Path(path)
+    if not path.is_file():
+        raise WeightsError(f"checkpoint {path} does not exist")
     try:
         return torch.load(os.fspath(path), map_location="cpu", weights_only=True)
     except Exception as exc:
-        raise WeightsError(f"{path} is not a readable PyTorch checkpoint ({exc.__class__.__name__}: {exc})") from exc
+        message = str(exc)
+        unpickler = re.search(r"WeightsUnpickler error:\s*(.+)", message)
+        text = f"{exc.__class__.__name__}: " + (unpickler.group(1).strip() if unpickler else
+                                                 (message.strip().splitlines() or [""])[0])
+        if re.search(r"Unsupported global|allowed global", message):  # it names code to call on load
+            raise WeightsError(
+                f"{path} was refused: loading it would call code stored in the file ({text[:300]}). "
+                "facerestore only reads weights-only checkpoints (tensors and plain containers); use a "
+                "file from the official source, or re-save a trusted one as a plain state dict"
+            ) from exc
+        size = path.stat().st_size
+        raise WeightsError(
+            f"{path} is not a readable PyTorch checkpoint ({size} bytes; truncated or corrupt? {text}). "
+            "Delete it and download it again, or pass a good copy with weights=..."
+        ) from exc
 
 
 def extract_state_dict(checkpoint: Any, key: str | None = None) -> Mapping[str, torch.Tensor]:

@@ -58,7 +58,8 @@ def test_benchmark_artefacts_values_skips_and_resume(shared, tmp_path, metric_op
     # what ran and what was skipped, with reasons
     assert result["faces"] == ["00000", "00001"]
     assert result["models"] == ["bench-tiny-gfpgan", "bench-tiny-gpen"]
-    assert "Unknown model" in result["skipped_models"]["no-such-model"]
+    assert "Unknown model" in result["failed_models"]["no-such-model"]  # a wrong name is an error, not a skip
+    assert result["skipped_models"] == {}
     assert "alexnet-owt-7be5be79.pth" in result["skipped_metrics"]["lpips"]
     assert "recognition_arcface_ir_se50.pth" in result["skipped_metrics"]["ids"]
     assert set(result["skipped_metrics"]) == {"lpips", "ids"}
@@ -120,10 +121,15 @@ def test_benchmark_artefacts_values_skips_and_resume(shared, tmp_path, metric_op
 
 def test_benchmark_on_real_pairs_and_dfdnet_without_dictionaries(shared, tmp_path, face_pipeline):
     out = tmp_path / "pairs"
-    result = run_benchmark([TINY_GFPGAN, "dfdnet"], shared("data/ffhq/val"), metrics=["psnr"], pretrained=False,
-                           out_dir=out, device="cpu", limit=1, size=64, progress=False)
+    result = run_benchmark([TINY_GFPGAN, "dfdnet"], shared("data/ffhq/val"), metrics=["psnr", "ssim"],
+                           pretrained=False, out_dir=out, device="cpu", limit=1, size=64, progress=False,
+                           metric_options={"ssim": {"no_such_option": 1}})
     assert result["mode"] == "paired" and result["faces"] == ["ffhq_00000"]
-    assert "dfdnet" in result["skipped_models"]  # untrained DFDNet has no component dictionaries
+    # untrained DFDNet has no component dictionaries: a failure with its traceback, never a silent skip
+    assert "RuntimeError" in result["failed_models"]["dfdnet"] and result["skipped_models"] == {}
+    assert "Traceback" in result["tracebacks"]["model dfdnet"]
+    assert "TypeError" in result["failed_metrics"]["ssim"]  # a metric that crashes is a failure too
+    assert "FAILED" in (out / "results.md").read_text()
     lq = read_image(out / "inputs" / "lq" / "ffhq_00000.png")
     hq = read_image(out / "inputs" / "hq" / "ffhq_00000.png")
     assert result["summary"]["input"]["psnr"]["mean"] == pytest.approx(compute("psnr", lq, hq))
@@ -137,9 +143,10 @@ def test_bench_cli(shared, tmp_path, capsys):
 
     out = tmp_path / "cli"
     assert main(["bench", "--models", "no-such-model", "--data", str(shared("data/ffhq/hq")), "--metrics", "psnr,ssim",
-                 "--limit", "1", "--size", "64", "--no-pretrained", "--device", "cpu", "-o", str(out)]) == 0
-    printed = capsys.readouterr().out
-    assert "| input |" in printed and "no-such-model" in printed
+                 "--limit", "1", "--size", "64", "--no-pretrained", "--device", "cpu", "-o", str(out)]) == 1
+    captured = capsys.readouterr()
+    assert "| input |" in captured.out and "no-such-model" in captured.out
+    assert "FAILED model no-such-model" in captured.err and "Unknown model" in captured.err
     assert (out / "results.csv").is_file() and (out / "grids" / "00000.png").is_file()
 
 

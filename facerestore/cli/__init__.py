@@ -35,7 +35,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
-    except (KeyError, FileNotFoundError, ValueError, RuntimeError) as exc:
+    except (KeyError, OSError, ValueError, TypeError, RuntimeError) as exc:
         # Errors users can cause carry a message that says what to do; no traceback for those.
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         print(f"facerestore {args.command}: error: {message}", file=sys.stderr)

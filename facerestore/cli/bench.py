@@ -2,12 +2,14 @@
 aligned faces and measure them the same way (results.csv/json/md and comparison grids).
 
 DIR holds aligned HQ faces (degraded on the fly with --degradation and --seed) or lq/ and hq/ pairs.
-A rerun with the same arguments skips the finished (model, face) pairs. Metric weights that are not
-available offline are reported as skipped; point at local files with FACERESTORE_LPIPS_BACKBONE,
+A rerun with the same arguments skips the finished (model, face) pairs. Models and metrics whose
+weights are not available offline are reported as skipped; any other error is reported as FAILED
+with its traceback and makes the exit code 1; point at local files with FACERESTORE_LPIPS_BACKBONE,
 FACERESTORE_NIQE_PARAMS, FACERESTORE_ARCFACE_WEIGHTS, FACERESTORE_FID_WEIGHTS."""
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 
@@ -39,10 +41,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from ..bench import run_benchmark
 
-    run_benchmark(args.models, args.data, degradation=args.degradation, seed=args.seed,
+    result = run_benchmark(args.models, args.data, degradation=args.degradation, seed=args.seed,
                            metrics=args.metrics, pretrained=not args.no_pretrained, out_dir=args.output,
                            device=args.device, limit=args.limit, size=args.size, detector=args.detector,
                            detector_weights=args.detector_weights)
     print((Path(args.output) / "results.md").read_text())
     print(f"results in {args.output}: results.csv, results.json, results.md, grids/")
-    return 0
+    for what, text in result["tracebacks"].items():  # crashes are shown, never reported as skips
+        print(f"FAILED {what}:\n{text}", file=sys.stderr)
+    return 1 if result["failed_models"] or result["failed_metrics"] else 0

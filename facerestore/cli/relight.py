@@ -64,55 +64,60 @@ def build_light(args: argparse.Namespace):
 
 def run(args: argparse.Namespace) -> int:
     from .. import load
-    from ..imageio import list_images, read_image, to_bgr_uint8, write_image
+    from ..imageio import find_images, read_image, to_bgr_uint8, write_image
     from ..relighter import contact_sheet
-    from .restore import output_path
+    from .restore import check_ext, output_file, plan_outputs, report
 
+    check_ext(args.ext)
     if args.sweep is not None and args.sweep < 1:
         raise ValueError("--sweep needs a positive number of frames")
     light = build_light(args)
     lights = light.sweep(args.sweep) if args.sweep else [light]
     out_dir = Path(args.output)
-    files = list_images(args.inputs)
-    if not files:
+    sources = find_images(args.inputs)
+    if not sources:
         print("no input images found", file=sys.stderr)
         return 1
     relighter = load(args.model, weights=args.weights, device=args.device, detector=args.detector,
                      detector_weights=args.detector_weights)
     if relighter.entry.task != "relight":
         raise ValueError(f"{relighter.entry.name} is not a relighting model; use -m dpr or -m dpr-1024")
-    inputs = {src.resolve() for src in files}
+    inputs = {src.resolve() for src, _ in sources if src.exists()}
     if args.save_light_preview:
         if (out_dir / "light.png").resolve() in inputs:
             raise ValueError(f"{out_dir / 'light.png'} is an input; choose another --output")
         write_image(out_dir / "light.png", light.render_sphere())
     failed: list[tuple[Path, str]] = []
-    bar = tqdm(total=len(files) * len(lights), desc=f"relight ({relighter.entry.name})", unit="frame")
-    for src in files:
-        done = 0
-        try:
-            if args.sweep:
-                targets = [output_path(src, out_dir, args.ext, f"{args.suffix}_sweep{k:03d}") for k in range(len(lights))]
-                targets.append(out_dir / f"{src.stem}{args.suffix}_sweep.png")  # the contact sheet
-            else:
-                targets = [output_path(src, out_dir, args.ext, args.suffix)]
-            if inputs & {dst.resolve() for dst in targets}:
-                raise ValueError("output would overwrite an input; choose another --output or --suffix")
-            img = read_image(src)
-            frames = []
-            for frame_light in lights:
-                frames.append(relighter.relight(img, frame_light, detect=args.detect, keep_aspect=args.keep_aspect))
-                done += 1
-                bar.update()
-            for dst, frame in zip(targets, frames):
-                write_image(dst, frame)
-            if args.sweep:
-                write_image(targets[-1], contact_sheet([to_bgr_uint8(f)[0] for f in frames], lights))
-        except Exception as exc:  # one bad file must not stop the batch; all failures are reported at the end
-            failed.append((src, f"{type(exc).__name__}: {exc}"))
-            bar.update(len(lights) - done)
+    finished = 0
+    bar = tqdm(total=len(sources) * len(lights), desc=f"relight ({relighter.entry.name})", unit="frame")
+    try:
+        for (src, _), stem in zip(sources, plan_outputs(sources, out_dir)):
+            done = 0
+            try:
+                if args.sweep:
+                    targets = [output_file(stem, src, args.ext, f"{args.suffix}_sweep{k:03d}") for k in range(len(lights))]
+                    targets.append(stem.with_name(f"{stem.name}{args.suffix}_sweep.png"))  # the contact sheet
+                else:
+                    targets = [output_file(stem, src, args.ext, args.suffix)]
+                if inputs & {dst.resolve() for dst in targets}:
+                    raise ValueError("output would overwrite an input; choose another --output or --suffix")
+                img = read_image(src)
+                frames = []
+                for frame_light in lights:
+                    frames.append(relighter.relight(img, frame_light, detect=args.detect, keep_aspect=args.keep_aspect))
+                    done += 1
+                    bar.update()
+                for dst, frame in zip(targets, frames):
+                    write_image(dst, frame)
+                if args.sweep:
+                    write_image(targets[-1], contact_sheet([to_bgr_uint8(f)[0] for f in frames], lights))
+            except Exception as exc:  # one bad file must not stop the batch; all failures are reported at the end
+                failed.append((src, f"{type(exc).__name__}: {exc}"))
+                bar.update(len(lights) - done)
+            finished += 1
+    except KeyboardInterrupt:
+        bar.close()
+        report("relit", finished, failed, out_dir, interrupted=True)
+        raise
     bar.close()
-    print(f"relit {len(files) - len(failed)} of {len(files)} images into {out_dir}")
-    for src, why in failed:
-        print(f"FAILED {src}: {why}", file=sys.stderr)
-    return 1 if failed else 0
+    return report("relit", len(sources), failed, out_dir)

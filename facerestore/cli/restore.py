@@ -1,7 +1,14 @@
-"""`facerestore restore INPUT... -m MODEL -o OUTDIR`: restore photos or folders of photos."""
+"""`facerestore restore INPUT... -m MODEL -o OUTDIR`: restore photos or folders of photos.
+
+Every input gets its own output: OUTDIR mirrors the structure of input folders; inputs whose names
+differ only by extension get it added to the name (x.png, x.jpg -> x_png.*, x_jpg.*), names that still
+coincide get _2, _3, ...; an output that would be an input file is refused. Files that cannot be
+read or restored are listed by name at the end and make the exit code 1; the rest are written.
+"""
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -9,7 +16,8 @@ from tqdm.auto import tqdm
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("restore", help="restore faces in photos", description=__doc__)
+    p = subparsers.add_parser("restore", help="restore faces in photos", description=__doc__,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files and/or folders")
     p.add_argument("-m", "--model", default="gfpgan", help="zoo name (default: gfpgan = gfpgan-v1.4)")
     p.add_argument("-o", "--output", required=True, help="output folder (never one of the inputs)")
@@ -25,46 +33,108 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--device", help="cpu, cuda, cuda:1 (default: cuda if available)")
     p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"])
     p.add_argument("--seed", type=int, help="reproducible noise for models that draw it")
-    p.add_argument("--ext", default="auto", help="output format: auto (as input), png, jpg, ...")
+    p.add_argument("--ext", default="auto", help="output format: auto (as input), png, jpg, webp, tif, bmp")
     p.add_argument("--suffix", default="", help="appended to output file names")
     p.add_argument("--save-faces", action="store_true", help="also write aligned input and restored faces")
     p.set_defaults(func=run)
 
 
-def output_path(src: Path, out_dir: Path, ext: str, suffix: str) -> Path:
-    extension = src.suffix if ext == "auto" else "." + ext.lstrip(".")
-    return out_dir / f"{src.stem}{suffix}{extension}"
+def plan_outputs(sources: list[tuple[Path, Path]], out_dir: Path) -> list[Path]:
+    """One distinct output stem (a path without extension) per input, deterministic.
+
+    sources: (file, path relative to its input) as imageio.find_images gives them. The output of
+    `in/sub/x.png` found in folder `in/` is `OUT/sub/x`: the folder structure is mirrored. Inputs
+    that would share a stem (same folder, same name apart from extension and letter case, e.g.
+    `x.png` and `x.jpg`) get their own extension added (`x_png`, `x_jpg`); names that still coincide
+    (the same name from two input folders) get `_2`, `_3`, ... in input order, the first keeps its name.
+    """
+    def key(stem: Path) -> str:
+        return os.path.normcase(str(stem)).casefold()  # one file on case-insensitive file systems
+
+    plain = [out_dir / rel.parent / rel.stem for _, rel in sources]
+    groups: dict[str, set[str]] = {}
+    for stem, (_, rel) in zip(plain, sources):
+        groups.setdefault(key(stem), set()).add(rel.suffix.lower())
+    stems, taken = [], set()
+    for stem, (_, rel) in zip(plain, sources):
+        if len(groups[key(stem)]) > 1:
+            stem = stem.with_name(f"{stem.name}_{rel.suffix.lstrip('.').lower() or 'noext'}")
+        unique, n = stem, 2
+        while key(unique) in taken:
+            unique, n = stem.with_name(f"{stem.name}_{n}"), n + 1
+        taken.add(key(unique))
+        stems.append(unique)
+    return stems
+
+
+def output_file(stem: Path, src: Path, ext: str, suffix: str = "") -> Path:
+    """`stem` + suffix + extension (the input's with --ext auto, else --ext)."""
+    extension = src.suffix if ext == "auto" else "." + ext.lstrip(".").lower()
+    return stem.with_name(f"{stem.name}{suffix}{extension}")
+
+
+def faces_stem(stem: Path, out_dir: Path) -> Path:
+    """Where --save-faces puts the face crops of the input whose output stem is `stem`."""
+    return out_dir / "faces" / stem.relative_to(out_dir)
+
+
+def check_ext(ext: str) -> None:
+    from ..imageio import IMAGE_EXTENSIONS
+
+    if ext != "auto" and "." + ext.lstrip(".").lower() not in IMAGE_EXTENSIONS:
+        raise ValueError(f"--ext {ext}: not an image format; use auto or one of "
+                         f"{', '.join(e.lstrip('.') for e in IMAGE_EXTENSIONS)}")
+
+
+def report(verb: str, total: int, failed: list[tuple[Path, str]], out_dir: Path, interrupted: bool = False) -> int:
+    """Print what was done and each failure by name; the exit code (0 all done, 1 some failed)."""
+    done = total - len(failed)
+    print(f"{verb} {done} of {total} images into {out_dir}" + (" (interrupted)" if interrupted else ""))
+    for src, why in failed:
+        print(f"FAILED {src}: {why}", file=sys.stderr)
+    return 1 if failed else 0
 
 
 def run(args: argparse.Namespace) -> int:
     from .. import load
-    from ..imageio import list_images, read_image, write_image
+    from ..imageio import find_images, read_image, write_image
 
+    check_ext(args.ext)
     out_dir = Path(args.output)
-    files = list_images(args.inputs)
-    if not files:
+    sources = find_images(args.inputs)
+    if not sources:
         print("no input images found", file=sys.stderr)
         return 1
     restorer = load(args.model, weights=args.weights, pretrained=not args.no_pretrained, device=args.device,
                     precision=args.precision, detector=args.detector, detector_weights=args.detector_weights)
+    inputs = {src.resolve() for src, _ in sources if src.exists()}
+    stems = plan_outputs(sources, out_dir)
     failed: list[tuple[Path, str]] = []
-    for src in tqdm(files, desc=f"restore ({restorer.entry.name})", unit="img"):
-        dst = output_path(src, out_dir, args.ext, args.suffix)
-        try:
-            if dst.resolve() == src.resolve():
-                raise ValueError("output would overwrite the input; choose another --output or --suffix")
-            img = read_image(src)
-            result = restorer.restore(img, upscale=args.upscale, aligned=args.aligned,
-                                      only_center_face=args.only_center_face, max_faces=args.max_faces,
-                                      fidelity=args.fidelity, seed=args.seed)
-            write_image(dst, result.image)
-            if args.save_faces:
-                for i, face in enumerate(result.faces):
-                    write_image(out_dir / "faces" / f"{src.stem}_{i:02d}_input.png", face.crop)
-                    write_image(out_dir / "faces" / f"{src.stem}_{i:02d}_restored.png", face.restored)
-        except Exception as exc:  # one bad file must not stop the batch; all failures are reported at the end
-            failed.append((src, f"{type(exc).__name__}: {exc}"))
-    print(f"restored {len(files) - len(failed)} of {len(files)} images into {out_dir}")
-    for src, why in failed:
-        print(f"FAILED {src}: {why}", file=sys.stderr)
-    return 1 if failed else 0
+    done = 0
+    try:
+        for (src, _), stem in zip(tqdm(sources, desc=f"restore ({restorer.entry.name})", unit="img"), stems):
+            try:
+                dst = output_file(stem, src, args.ext, args.suffix)
+                face_stem = faces_stem(stem, out_dir)
+                if dst.resolve() in inputs:
+                    raise ValueError(f"output {dst} would overwrite an input; choose another --output or --suffix")
+                img = read_image(src)
+                result = restorer.restore(img, upscale=args.upscale, aligned=args.aligned,
+                                          only_center_face=args.only_center_face, max_faces=args.max_faces,
+                                          fidelity=args.fidelity, seed=args.seed)
+                write_image(dst, result.image)
+                if args.save_faces:
+                    for i, face in enumerate(result.faces):
+                        for kind, pixels in (("input", face.crop), ("restored", face.restored)):
+                            target = face_stem.with_name(f"{face_stem.name}_{i:02d}_{kind}.png")
+                            if target.resolve() in inputs:
+                                raise ValueError(f"face crop {target} would overwrite an input; choose another --output")
+                            write_image(target, pixels)
+            except Exception as exc:  # one bad file must not stop the batch; all failures are reported at the end
+                failed.append((src, f"{type(exc).__name__}: {exc}"))
+            done += 1
+    except KeyboardInterrupt:
+        # Outputs written so far are complete (atomic writes); say what was done, then stop.
+        report("restored", done, failed, out_dir, interrupted=True)
+        raise
+    return report("restored", len(sources), failed, out_dir)
