@@ -89,6 +89,10 @@ def load(
     precision: str = "fp32",
     detector: str | None = "retinaface-resnet50",
     detector_weights: str | os.PathLike | None = None,
+    parser: str | None = None,
+    parser_weights: str | os.PathLike | None = None,
+    upsampler: str | None = None,
+    upsampler_weights: str | os.PathLike | None = None,
     progress: bool = True,
     **overrides: Any,
 ) -> Restorer:
@@ -101,6 +105,10 @@ def load(
     precision: "fp32" (exact, default), or "bf16"/"fp16" (autocast, faster) where the entry allows.
     detector / detector_weights: face detector zoo name and an optional local weights file; the
         detector is only built when a whole photo has to be searched for faces.
+    parser / parser_weights: the face parser of the "parse"/"gpen" paste-back (default "parsenet").
+    upsampler / upsampler_weights: a background upsampler zoo entry (e.g. "realesrgan-x2plus") used by
+        `restore(..., upscale=s)`; default none (the background is resized).
+    With pretrained=False the parser and upsampler are untrained too, unless their weights are given.
     overrides: constructor arguments replacing the official config (e.g. a smaller size for tests).
 
     Face models come back as a `Restorer` (`Relighter` for relighting); helper networks (detectors,
@@ -112,7 +120,11 @@ def load(
     runner = entry.family.runner_class()
     if not isinstance(entry, ZooEntry):
         return runner(net, entry, device=device, precision=precision)
+    def path(p: str | os.PathLike | None) -> str | None:
+        return os.fspath(p) if p is not None else None
+
     return runner(
-        net, entry, device=device, precision=precision, detector=detector,
-        detector_weights=os.fspath(detector_weights) if detector_weights is not None else None,
+        net, entry, device=device, precision=precision, detector=detector, detector_weights=path(detector_weights),
+        parser=parser, parser_weights=path(parser_weights), upsampler=upsampler,
+        upsampler_weights=path(upsampler_weights), pretrained_helpers=pretrained,
     )

@@ -168,6 +168,8 @@ def export_spec(net: nn.Module, entry: ModelEntry, *, size: int | None = None, b
     if batch < 1:
         raise ValueError(f"batch must be >= 1, got {batch}")
     options = {"part_locations": part_locations} if part_locations is not None else {}
+    if entry.family.export is None:
+        raise ValueError(f"{entry.name} has no export signature ({entry.family.name} networks are not exportable)")
     spec = import_object(entry.family.export)(net, entry, size=size, batch=batch, **options)
     spec.metadata = {
         "model": entry.name, "task": entry.task, "facerestore_version": __version__, **spec.metadata,

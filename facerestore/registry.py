@@ -80,8 +80,9 @@ class Family:
     runner: str  # "module:Class" wrapping a loaded network for users (Restorer, Relighter, FaceDetector, ...)
     size_argument: str | None = None  # constructor argument that sets the network's face/image size
     training: TrainingSpec | None = None  # None: not trainable with `facerestore train`
-    export: str = "facerestore.export:face_net_spec"  # "module:function" (net, entry, size, batch, **kw) -> ExportSpec
-    paste: str = "box"  # official paste-back of the whole-photo pipeline ("parse", "box", "gpen")
+    # "module:function" (net, entry, size, batch, **kw) -> ExportSpec; None: not exportable
+    export: str | None = "facerestore.export:face_net_spec"
+    paste: str = "feather"  # official paste-back of the whole-photo pipeline ("parse", "box", "gpen", "feather")
     fidelity: float = 0.0  # what restore(fidelity=None) means for this family
     # The network argument that takes the fidelity (CodeFormer's `w`); None: fidelity is a pixel blend with the input.
     fidelity_argument: str | None = None
@@ -121,6 +122,11 @@ class ModelEntry:
     def build(self, **overrides: Any) -> torch.nn.Module:
         """The untrained network, with `overrides` applied on top of the official config."""
         return self.arch(**{**dict(self.arch_config), **overrides})
+
+    @property
+    def restorer(self) -> str:
+        """"module:Class" of the object `load()` returns for this entry (its family's runner)."""
+        return self.family.runner
 
     def restorer_class(self) -> type:
         """The class that wraps this entry's loaded network for users (its family's runner)."""

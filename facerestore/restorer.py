@@ -22,6 +22,7 @@ from . import convert
 from .imageio import from_bgr_uint8, to_bgr_uint8
 from .registry import ZooEntry
 
+PASTE_MODES = ("parse", "box", "gpen", "feather")
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
 
@@ -79,6 +80,11 @@ class Restorer:
         precision: str = "fp32",
         detector: str | None = "retinaface-resnet50",
         detector_weights: str | None = None,
+        parser: str | None = None,
+        parser_weights: str | None = None,
+        upsampler: str | None = None,
+        upsampler_weights: str | None = None,
+        pretrained_helpers: bool = True,
     ) -> None:
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {sorted(PRECISIONS)}, got {precision!r}")
@@ -94,6 +100,16 @@ class Restorer:
             self._wrap_forward()
         self.detector_name = detector
         self.detector_weights = detector_weights
+        # Helper networks of the whole-photo pipeline, built on first use: the face parser of the
+        # "parse"/"gpen" paste-back (default parsenet) and the background upsampler (none by default).
+        # pretrained_helpers=False builds them untrained unless their weights are given (tests, offline).
+        self.parser_name = parser or "parsenet"
+        self.parser_weights = parser_weights
+        self.upsampler_name = upsampler
+        self.upsampler_weights = upsampler_weights
+        self.pretrained_helpers = pretrained_helpers
+        self._parser = None
+        self._upsampler = None
         self._detector = None
 
     def __repr__(self) -> str:
@@ -135,6 +151,27 @@ class Restorer:
             self._detector = load_detector(self.detector_name, weights=self.detector_weights, device=self.device)
         return self._detector
 
+    @property
+    def parser(self):
+        """The face parser of the "parse"/"gpen" paste-back, built on first use."""
+        if self._parser is None:
+            from .face.parse import load_parser
+
+            self._parser = load_parser(self.parser_name, weights=self.parser_weights, device=self.device,
+                                       pretrained=self.pretrained_helpers or self.parser_weights is not None)
+        return self._parser
+
+    @property
+    def upsampler(self):
+        """The background upsampler (a callable `(bgr_uint8, scale) -> bgr_uint8`), or None."""
+        if self._upsampler is None and self.upsampler_name:
+            from .api import load
+
+            self._upsampler = load(self.upsampler_name, weights=self.upsampler_weights, device=self.device,
+                                   precision=self.precision if self.precision in ("fp32", "bf16", "fp16") else "fp32",
+                                   pretrained=self.pretrained_helpers or self.upsampler_weights is not None)
+        return self._upsampler
+
     def _wrap_forward(self) -> None:
         """Make `net.forward` itself autocast to the restorer's precision on its device."""
         plain_forward = type(self.net).forward.__get__(self.net)
@@ -146,8 +183,9 @@ class Restorer:
         set_weight_layout(self.net, self.channels_last)  # exact mode's layout can depend on the device
         if self.precision != "fp32":
             self._wrap_forward()
-        if self._detector is not None:
-            self._detector.to(self.device)
+        for helper in (self._detector, self._parser, self._upsampler):
+            if helper is not None:
+                helper.to(self.device)
         return self
 
     @contextlib.contextmanager
@@ -262,13 +300,19 @@ class FaceRestorer(Restorer):
         seed: int | None = None,
         color_order: str = "bgr",
         background_upsampler: Any = None,
+        paste: str | None = None,
     ) -> RestoreResult:
         """Restore every face of a photo (or one aligned face with `aligned=True`).
 
         img: BGR uint8 HxWx3 (cv2 convention), a path, a PIL image, or an RGB array with
             `color_order="rgb"`; gray, RGBA (alpha kept) and 16-bit inputs come back in their form.
-        upscale: output size factor; the background is resized (or passed to `background_upsampler`,
-            a callable `(bgr_uint8, scale) -> bgr_uint8`, e.g. a Real-ESRGAN wrapper).
+        upscale: output size factor; the background is resized, or upsampled by the restorer's
+            upsampler (`load(..., upsampler="realesrgan-x2plus")`) or `background_upsampler`, a callable
+            `(bgr_uint8, scale) -> bgr_uint8`.
+        paste: how faces go back into the photo: "parse" (through the face-parsing mask of the restored
+            face, as GFPGAN/CodeFormer/RestoreFormer++'s inference via facexlib), "box" (facexlib's eroded
+            square mask), "gpen" (GPEN's parsing-mask compositing), "feather" (a soft square); None = the
+            model's official default (`restorer.entry.family.paste`).
         fidelity: in [0, 1], None = the model's official default. For CodeFormer it is the network's
             fidelity weight w (official default 0.5); for the other models 0 = the model's restoration
             as is (official behaviour, the default), 1 = the input face unchanged, values between blend
@@ -282,12 +326,16 @@ class FaceRestorer(Restorer):
             raise ValueError(f"fidelity must be in [0, 1] (or None for the model's default), got {fidelity}")
         if upscale <= 0:
             raise ValueError(f"upscale must be positive, got {upscale}")
+        if paste is not None and paste not in PASTE_MODES:
+            raise ValueError(f"paste must be one of {', '.join(PASTE_MODES)} (or None for the model's default), "
+                             f"got {paste!r}")
         bgr, info = to_bgr_uint8(img, color_order)
         if aligned:
             image, faces = self._restore_aligned(bgr, upscale, fidelity, seed)
         else:
             image, faces = self._restore_photo(bgr, upscale, fidelity, seed, only_center_face, max_faces,
-                                               min_face_size, background_upsampler)
+                                               min_face_size, background_upsampler or self.upsampler,
+                                               paste or self.entry.family.paste)
         return RestoreResult(from_bgr_uint8(image, info, color_order), faces)
 
     def restore_faces(self, crops: np.ndarray, crop_landmarks: np.ndarray, fidelity: float | None = None,
@@ -318,14 +366,13 @@ class FaceRestorer(Restorer):
 
     def _restore_photo(self, bgr: np.ndarray, upscale: float, fidelity: float | None, seed: int | None,
                        only_center_face: bool, max_faces: int | None, min_face_size: float,
-                       background_upsampler: Any) -> tuple[np.ndarray, list[FaceResult]]:
+                       background_upsampler: Any, paste: str) -> tuple[np.ndarray, list[FaceResult]]:
         """A whole photo: detect -> align -> one batched restore -> paste back into the background."""
         from .face.align import template, transform_points, warp_faces
-        from .face.paste import paste_faces, resize_affine
 
         size = self.entry.face_size
         faces = self.find_faces(bgr, template(self.entry.template, size), only_center_face, max_faces, min_face_size)
-        background = upscale_background(bgr, upscale, background_upsampler)
+        background = upscale_background(bgr, upscale, background_upsampler, exact_size=paste != "feather")
         if not faces:
             warnings.warn("no face found: returning the (upscaled) input unchanged", NoFaceWarning, stacklevel=3)
             return background, []
@@ -335,9 +382,25 @@ class FaceRestorer(Restorer):
         restored = self.restore_faces(crops, crop_landmarks, fidelity, seed)
         for face, crop, out in zip(faces, crops, restored):
             face.crop, face.restored = crop, out
-        to_input = resize_affine(bgr.shape, background.shape)  # background pixel -> input pixel
-        image = paste_faces(background, restored, np.stack([a @ to_input for a in affines]))
-        return image, faces
+        return self.paste_back(background, restored, affines, bgr.shape, upscale, paste,
+                               np.stack([f.box for f in faces]), crops), faces
+
+    def paste_back(self, background: np.ndarray, restored: np.ndarray, affines: np.ndarray,
+                   input_shape: tuple[int, ...], upscale: float, paste: str, boxes: np.ndarray | None = None,
+                   crops: np.ndarray | None = None) -> np.ndarray:
+        """Composite restored faces (N,S,S,3) onto the output-size `background` with paste mode `paste`;
+        `affines` map input pixels to crop pixels."""
+        from .face import paste as pasting
+
+        if paste == "parse":
+            return pasting.paste_parse(background, restored, affines, self.parser.face_masks(restored), upscale)
+        if paste == "box":
+            return pasting.paste_box(background, restored, affines, upscale)
+        if paste == "gpen":
+            return pasting.paste_gpen(background, restored, affines, self.parser.gpen_masks(restored), boxes, upscale,
+                                      cropped_faces=crops)
+        to_input = pasting.resize_affine(input_shape, background.shape)  # background pixel -> input pixel
+        return pasting.paste_faces(background, restored, np.stack([a @ to_input for a in affines]))
 
 
 def _per_face_seeds(seed: int | Sequence[int] | None, count: int) -> list[int] | None:
@@ -360,7 +423,13 @@ def blend(restored: np.ndarray, original: np.ndarray, fidelity: float) -> np.nda
     return np.clip(mixed.round(), 0, 255).astype(np.uint8)
 
 
-def upscale_background(bgr: np.ndarray, upscale: float, upsampler: Any = None) -> np.ndarray:
+def upscale_background(bgr: np.ndarray, upscale: float, upsampler: Any = None, exact_size: bool = False) -> np.ndarray:
+    """The photo at the output size. `exact_size`: facexlib's convention, (int(w*s), int(h*s)) with
+    Lanczos, also applied to an upsampler's output (its pastes assume that size); else the nearest size."""
+    if exact_size:
+        from .face.paste import upscale_background as facexlib_background
+
+        return facexlib_background(upsampler(bgr, upscale) if upsampler is not None else bgr, upscale)
     if upsampler is not None:
         return upsampler(bgr, upscale)
     if upscale == 1:

@@ -47,4 +47,9 @@ def test_entry_builds_small_and_runs(name):
         assert out.shape == face.shape and out.dtype == np.uint8
         assert len(out.faces) == 1
         return
+    if entry.task == "parse":
+        labels = model.parse(smooth_image(64))
+        masks = model.face_masks(smooth_image(64))
+        assert labels.shape == (1, 512, 512) and labels.max() < 19 and masks.shape == (1, 512, 512)
+        return
     pytest.fail(f"{name}: no smoke check for entries of type {type(entry).__name__}")

@@ -20,6 +20,9 @@ For BiSeNet the same face parts are selected through its own label order (BISENE
 """
 from __future__ import annotations
 
+import os
+from typing import Any
+
 import cv2
 import numpy as np
 import torch
@@ -101,7 +104,11 @@ class FaceParser:
     torch.inference_mode on `device` (default: the net's).
     """
 
-    def __init__(self, net: nn.Module, kind: str, device=None, batch_size: int = 4) -> None:
+    def __init__(self, net: nn.Module, kind: Any, device=None, batch_size: int = 4, precision: str = "fp32") -> None:
+        self.entry = kind if hasattr(kind, "family") else None  # a zoo entry (when built by load())
+        kind = getattr(kind, "name", kind)
+        if precision != "fp32":
+            raise ValueError(f"face parsers run in fp32, not {precision!r}")
         if kind not in NORMALIZATION:
             raise ValueError(f"unknown face parser kind {kind!r}; known: {', '.join(NORMALIZATION)}")
         self.kind = kind
@@ -162,3 +169,18 @@ class FaceParser:
                   for i in range(0, len(faces), self.batch_size)]
         masks = [gpen_mask(m, self.kind) for m in (np.concatenate(labels) if labels else [])]
         return np.stack(masks) if masks else np.zeros((0, PARSE_SIZE, PARSE_SIZE), np.float32)
+
+
+def load_parser(name: str = "parsenet", weights: str | os.PathLike | None = None, device=None,
+                pretrained: bool = True, progress: bool = True) -> FaceParser:
+    """A face parser from the zoo (task "parse"), weights from `weights` (file/folder/URL) or the hub;
+    `pretrained=False` builds it untrained (no file read)."""
+    from ..api import build_model
+    from ..registry import get_entry
+
+    entry = get_entry(name)
+    if entry.task != "parse":
+        raise ValueError(f"{entry.name} is not a face parser (task {entry.task!r}); "
+                         "see `facerestore models --task parse`")
+    net = build_model(entry, weights=weights, pretrained=pretrained, progress=progress)
+    return FaceParser(net, entry, device=device or "cpu")

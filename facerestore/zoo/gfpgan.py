@@ -32,6 +32,7 @@ FAMILY = Family(
     archs=(GFPGANv1, GFPGANv1Clean),
     runner="facerestore.restorer:FaceRestorer",
     size_argument="out_size",
+    paste="parse",  # GFPGANer: facexlib FaceRestoreHelper(use_parse=True), ParseNet
     training=TrainingSpec(config_archs={"gfpgan": "gfpgan-v1", "gfpgan-clean": "gfpgan-v1.4"},
                           forward=train_forward, discriminator="stylegan2", pyramid=True,
                           idle_layers=True),  # the U-Net's toRGBs without the pyramid loss

@@ -97,6 +97,7 @@ FAMILY = Family(
     archs=(FullGenerator,),
     runner=_RESTORER,
     size_argument="size",
+    paste="gpen",  # face_enhancement.py: its own parsing-mask compositing
     training=TrainingSpec(config_archs={"gpen": "gpen-bfr-512"}, forward=train_forward, discriminator="gpen"),
     tiny=dict(size=64, style_dim=32, n_mlp=2, channel_multiplier=1, narrow=0.125),
 )

@@ -74,6 +74,7 @@ FAMILY = Family(
                           # the dictionaries were clustered from these VGG features: the encoder stays fixed
                           frozen=("VggExtract",), idle_layers=True),  # to_rgb0..3 are never called
     export="facerestore.zoo.dfdnet:export_spec",
+    paste="feather",  # the official test script pastes with its own warp; facerestore's soft square is used
     tiny={},  # the architecture fixes its widths (VGG19 features, 512 px faces)
 )
 
