@@ -27,7 +27,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--aligned", action="store_true", help="inputs are aligned face crops")
     p.add_argument("--only-center-face", action="store_true")
     p.add_argument("--max-faces", type=int)
-    p.add_argument("--fidelity", type=float, default=0.0, help="0 = model output, 1 = input face (blend)")
+    p.add_argument("--fidelity", type=float, default=None,
+                   help="0..1; CodeFormer: its fidelity weight w (default 0.5); others: 0 = model output (default), "
+                        "1 = input face (blend)")
+    p.add_argument("--paste", choices=["parse", "box", "gpen", "feather"],
+                   help="paste-back mask (default: the model's official one, see the README)")
+    p.add_argument("--parser", help="face parser of the parse/gpen paste (default: parsenet)")
+    p.add_argument("--parser-weights", help="local weights file of the face parser")
+    p.add_argument("--bg-upsampler", help="background upsampler zoo name, e.g. realesrgan-x2plus (default: resize)")
+    p.add_argument("--bg-upsampler-weights", help="local weights file of the background upsampler")
     p.add_argument("--detector", default="retinaface-resnet50")
     p.add_argument("--detector-weights")
     p.add_argument("--device", help="cpu, cuda, cuda:1 (default: cuda if available)")
@@ -106,7 +114,9 @@ def run(args: argparse.Namespace) -> int:
         print("no input images found", file=sys.stderr)
         return 1
     restorer = load(args.model, weights=args.weights, pretrained=not args.no_pretrained, device=args.device,
-                    precision=args.precision, detector=args.detector, detector_weights=args.detector_weights)
+                    precision=args.precision, detector=args.detector, detector_weights=args.detector_weights,
+                    parser=args.parser, parser_weights=args.parser_weights, upsampler=args.bg_upsampler,
+                    upsampler_weights=args.bg_upsampler_weights)
     inputs = {src.resolve() for src, _ in sources if src.exists()}
     stems = plan_outputs(sources, out_dir)
     failed: list[tuple[Path, str]] = []
@@ -121,7 +131,7 @@ def run(args: argparse.Namespace) -> int:
                 img = read_image(src)
                 result = restorer.restore(img, upscale=args.upscale, aligned=args.aligned,
                                           only_center_face=args.only_center_face, max_faces=args.max_faces,
-                                          fidelity=args.fidelity, seed=args.seed)
+                                          fidelity=args.fidelity, seed=args.seed, paste=args.paste)
                 write_image(dst, result.image)
                 if args.save_faces:
                     for i, face in enumerate(result.faces):
