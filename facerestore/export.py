@@ -214,9 +214,10 @@ def face_net_spec(net: nn.Module, entry: ZooEntry, size: int | None = None, batc
     """Face restoration networks: image -> image at the network size, called as the restorer calls them."""
     make, metadata, net_size = face_image_io(net, entry, size)
     forward_kwargs = dict(entry.forward_kwargs)
-    if entry.family.fidelity_argument:  # the family's default fidelity is a constant of the graph
-        forward_kwargs[entry.family.fidelity_argument] = entry.family.fidelity
-        metadata["fidelity"] = f"{entry.family.fidelity_argument}={entry.family.fidelity:g}"
+    argument = entry.family.fidelity_argument
+    if argument:  # the entry's official fidelity is a constant of the graph
+        forward_kwargs[argument] = forward_kwargs.get(argument, entry.family.fidelity)
+        metadata["fidelity"] = f"{argument}={forward_kwargs[argument]:g}"
     metadata["notes"] = "fixed input size"
     if "randomize_noise" in _parameters(net.forward):
         forward_kwargs["randomize_noise"] = False  # the stored noise buffers: a graph cannot draw noise

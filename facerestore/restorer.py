@@ -259,8 +259,9 @@ class FaceRestorer(Restorer):
         seeds = _per_face_seeds(seed, len(crops))
         noise_shapes = getattr(self.net, "noise_shapes", None)
         kwargs = dict(self.entry.forward_kwargs)
-        if self.entry.family.fidelity_argument:
-            kwargs[self.entry.family.fidelity_argument] = self.entry.family.fidelity if fidelity is None else fidelity
+        argument = self.entry.family.fidelity_argument
+        if argument:  # None: the entry's official value (its forward_kwargs), else the family's default
+            kwargs[argument] = kwargs.get(argument, self.entry.family.fidelity) if fidelity is None else fidelity
         generator = torch.Generator().manual_seed(seed) if isinstance(seed, int) else None
         outputs = []
         # Models without seedable noise inputs (a test's custom net) still get a reproducible global RNG.
