@@ -297,7 +297,7 @@ class FaceRestoreApp:
         """The Restore tab: every photo through every chosen model."""
         if not files:
             raise ValueError("Upload one or more photos first.")
-        models = [models] if isinstance(models, str) else list(models or [])
+        models = list(dict.fromkeys([models] if isinstance(models, str) else models or []))  # once each, in order
         if not models:
             raise ValueError("Choose at least one model.")
         if len(models) > MAX_MODELS_AT_ONCE:
@@ -340,6 +340,7 @@ class FaceRestoreApp:
                             f"| {seconds:.2f} |")
                 if not result.faces:
                     notes.append(f"{stem}: no face found, the photo is only upscaled")
+            restorer = result = None  # the cache alone holds the model now (it may evict it for the next one)
         if not pairs:
             raise ValueError("Nothing was restored: " + "; ".join(notes))
         for note in notes:
@@ -426,8 +427,11 @@ def build_app(options: AppOptions | None = None) -> gr.Blocks:
     app = FaceRestoreApp(options)
     f = app.features
     restore_models = list_models(task="restore")
-    default_model = get_entry(options.model).name
     relight_models = list_models(task="relight")
+    for name, task in ((options.model, "restore"), (options.relight_model, "relight"), (options.detector, "detect")):
+        if get_entry(name).task != task:  # unknown names raise a KeyError with close matches
+            raise ValueError(f"{name} is a {get_entry(name).task} model, not a {task} model")
+    default_model = get_entry(options.model).name
     precisions = list(PRECISIONS)
     heavy = dict(concurrency_limit=options.concurrency, concurrency_id="models")  # one shared slot for model runs
 

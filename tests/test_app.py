@@ -28,6 +28,7 @@ from conftest import IN_CI, ROOT, shared_path
 gr = pytest.importorskip("gradio")
 gradio_client = pytest.importorskip("gradio_client")
 
+import facerestore.app as app_module  # noqa: E402
 from facerestore import hub, load  # noqa: E402
 from facerestore.app import AppOptions, FaceRestoreApp, ModelCache, friendly, light_from_angles  # noqa: E402
 from facerestore.face.align import estimate_affine, invert_affine, template  # noqa: E402
@@ -42,6 +43,7 @@ MODEL = "gpen-bfr-256"  # the smallest restore model: untrained here (--no-pretr
 PHOTO = "data/real/whole/Blake_Lively.jpg"  # 700 x 464, two faces
 PORTRAIT = "data/relight/obama.jpg"  # 727 x 909
 LOCALHOST = "127.0.0.1,localhost"
+SMALL_GPEN = dict(style_dim=64, n_mlp=2, channel_multiplier=1, narrow=0.25)  # small configs for in-process tests
 
 
 def free_port() -> int:
@@ -176,6 +178,38 @@ def test_missing_weights_message_says_where_to_put_the_file(monkeypatch):
     assert weights_file.url in info.value.message  # where to get it
 
 
+def test_restore_tab_compares_models_side_by_side(monkeypatch, tmp_path):
+    """The Restore tab's handler: every photo through every model; an unreadable photo is reported,
+    not fatal. Small configs of the real GPEN architectures (untrained)."""
+    real_load = app_module.load
+    monkeypatch.setattr(app_module, "load", lambda name, **kwargs: real_load(name, **kwargs, **SMALL_GPEN))
+    app = FaceRestoreApp(AppOptions(pretrained=False, device="cpu", detector=DETECTOR,
+                                    detector_weights=str(shared_path("weights/retinaface/mobilenet0.25_Final.pth"))))
+    face = write_image(tmp_path / "Adele_crop.png",  # one face, at 256 px to keep the test quick
+                       cv2.resize(read_image(shared_path("data/real/cropped/Adele_crop.png")), (256, 256),
+                                  interpolation=cv2.INTER_AREA))
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"\xff\xd8 not really a jpeg")
+    models = ["gpen-bfr-256", "gpen-bfr-512", "gpen-bfr-256"]  # a repeated model runs once
+    try:
+        with pytest.warns(UserWarning, match="broken: Not a usable image: broken.jpg"):  # gr.Warning outside a request
+            slider, comparison, faces, downloads, status, pairs = app.ui_restore(
+                [str(face), str(broken)], models, 0.0, False, 1.5, "none", "model default", "fp32")
+        assert [Path(p).name for p in downloads] == ["Adele_crop_gpen-bfr-256.png", "Adele_crop_gpen-bfr-512.png"]
+        assert slider == pairs[0] and [after for _, after in pairs] == downloads
+        for before, after in pairs:  # the slider's halves have the same size: the output's, 1.5x the input
+            assert read_image(before).shape == read_image(after).shape == (384, 384, 3)
+        assert [read_image(path).shape for path, _ in faces] == [(256, 512, 3), (512, 1024, 3)]  # input | restored
+        assert "| Adele_crop | gpen-bfr-256 | 1 | 384x384 |" in status and "| Adele_crop | gpen-bfr-512 | 1 |" in status
+        assert comparison.columns == 2 and app.cache.keys()[-1][1] == "gpen-bfr-512"
+        with pytest.raises(ValueError, match="Upload one or more photos"):
+            app.ui_restore([], models, 0.0, False, 1, "none", "model default", "fp32")
+        with pytest.raises(ValueError, match="Nothing was restored"):
+            app.ui_restore([str(broken)], models, 0.0, False, 1, "none", "model default", "fp32")
+    finally:
+        app.close()
+
+
 def test_model_cache_is_bounded_lru():
     cache, built = ModelCache(2), []
 
@@ -195,6 +229,18 @@ def test_model_cache_is_bounded_lru():
 ])
 def test_light_from_angles(azimuth, elevation, direction):
     np.testing.assert_allclose(light_from_angles(azimuth, elevation).direction, direction, atol=1e-12)
+
+
+def test_cli_checks_its_options_before_starting(capsys, tmp_path):
+    from facerestore.cli import main
+
+    assert main(["app", "-m", "dpr"]) == 1
+    assert "dpr is a relight model, not a restore model" in capsys.readouterr().err
+    assert main(["app", "-m", "gfpgn"]) == 1
+    assert "Did you mean" in capsys.readouterr().err
+    assert main(["app", "--relight-weights", str(tmp_path / "missing.t7")]) == 1
+    err = capsys.readouterr().err
+    assert "--relight-weights" in err and "does not exist" in err
 
 
 def test_cli_without_gradio_says_what_to_install(monkeypatch, capsys):

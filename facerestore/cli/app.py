@@ -46,8 +46,9 @@ def run(args: argparse.Namespace) -> int:
         raise
     from ..registry import get_entry
 
-    for name in (args.model, args.detector, args.relight_model):
-        get_entry(name)  # an unknown name fails now, with close matches, not on the first request
+    for name, task in ((args.model, "restore"), (args.relight_model, "relight"), (args.detector, "detect")):
+        if get_entry(name).task != task:  # an unknown name fails now, with close matches, not on the first request
+            raise ValueError(f"{name} is a {get_entry(name).task} model, not a {task} model")
     for flag, path in (("--detector-weights", args.detector_weights), ("--relight-weights", args.relight_weights),
                        ("--upsampler-weights", args.upsampler_weights), ("--parser-weights", args.parser_weights)):
         if path and not Path(path).exists():
