@@ -1,4 +1,4 @@
-"""`facerestore restore INPUT... -m MODEL -o OUTDIR`: restore photos or folders of photos."""
+"""`facerestore restore INPUT... -m MODEL -o OUTDIR`: restore photos, videos, or folders of both."""
 from __future__ import annotations
 
 import argparse
@@ -10,7 +10,7 @@ from tqdm.auto import tqdm
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("restore", help="restore faces in photos", description=__doc__)
-    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files and/or folders")
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image/video files and/or folders")
     p.add_argument("-m", "--model", default="gfpgan", help="zoo name (default: gfpgan = gfpgan-v1.4)")
     p.add_argument("-o", "--output", required=True, help="output folder (never one of the inputs)")
     p.add_argument("--weights", help="local weights file/folder or URL (default: cache, then download)")
@@ -28,6 +28,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--ext", default="auto", help="output format: auto (as input), png, jpg, ...")
     p.add_argument("--suffix", default="", help="appended to output file names")
     p.add_argument("--save-faces", action="store_true", help="also write aligned input and restored faces")
+    p.add_argument("--crf", type=int, default=18, help="video quality (H.264 CRF, lower = better; default 18)")
+    p.add_argument("--video-codec", default="libx264", help="video encoder (default libx264; libx265, "
+                   "libvpx-vp9, libsvtav1, ffv1, ...)")
     p.set_defaults(func=run)
 
 
@@ -36,12 +39,38 @@ def output_path(src: Path, out_dir: Path, ext: str, suffix: str) -> Path:
     return out_dir / f"{src.stem}{suffix}{extension}"
 
 
+def _is_video(path: Path) -> bool:
+    from ..video import is_video
+
+    return is_video(path)
+
+
+def _videos_in_folders(inputs: list[str]) -> list[Path]:
+    from ..video import list_videos
+
+    return list_videos(inputs)
+
+
+def _restore_video_file(restorer, src: Path, out_dir: Path, args: argparse.Namespace) -> Path:
+    """One video: out_dir/<stem><suffix>.<same container, or .mp4/.mkv where it cannot hold the codec>."""
+    from ..video import output_extension
+
+    dst = out_dir / f"{src.stem}{args.suffix}{output_extension(src, args.video_codec)}"
+    if args.aligned:
+        raise ValueError("--aligned is for photos of aligned faces; videos are searched for faces")
+    restorer.restore_video(src, dst, crf=args.crf, codec=args.video_codec, upscale=args.upscale,
+                           only_center_face=args.only_center_face, max_faces=args.max_faces,
+                           fidelity=args.fidelity, seed=args.seed)
+    return dst
+
+
 def run(args: argparse.Namespace) -> int:
     from .. import load
     from ..imageio import list_images, read_image, write_image
 
     out_dir = Path(args.output)
     files = list_images(args.inputs)
+    files += _videos_in_folders(args.inputs)
     if not files:
         print("no input images found", file=sys.stderr)
         return 1
@@ -51,6 +80,9 @@ def run(args: argparse.Namespace) -> int:
     for src in tqdm(files, desc=f"restore ({restorer.entry.name})", unit="img"):
         dst = output_path(src, out_dir, args.ext, args.suffix)
         try:
+            if _is_video(src):
+                _restore_video_file(restorer, src, out_dir, args)
+                continue
             if dst.resolve() == src.resolve():
                 raise ValueError("output would overwrite the input; choose another --output or --suffix")
             img = read_image(src)
