@@ -103,7 +103,7 @@ class OneEuroFilter:
     timestamps, so variable frame rates are filtered correctly.
     """
 
-    def __init__(self, min_cutoff: float = 0.5, beta: float = 8.0, d_cutoff: float = 1.0) -> None:
+    def __init__(self, min_cutoff: float = 0.3, beta: float = 2.0, d_cutoff: float = 1.0) -> None:
         self.min_cutoff, self.beta, self.d_cutoff = min_cutoff, beta, d_cutoff
         self.value: np.ndarray | None = None
         self.velocity: np.ndarray | None = None  # smoothed derivative, units per second
@@ -185,7 +185,7 @@ class FaceTracker:
     """
 
     def __init__(self, max_missed: int = 3, min_iou: float = 0.3, max_distance: float = 0.5,
-                 smooth: bool = True, min_cutoff: float = 0.5, beta: float = 8.0, d_cutoff: float = 1.0) -> None:
+                 smooth: bool = True, min_cutoff: float = 0.3, beta: float = 2.0, d_cutoff: float = 1.0) -> None:
         self.max_missed, self.min_iou, self.max_distance, self.smooth = max_missed, min_iou, max_distance, smooth
         self.filter_settings = dict(min_cutoff=min_cutoff, beta=beta, d_cutoff=d_cutoff)
         self.tracks: list[Track] = []
@@ -615,7 +615,7 @@ def write_test_clip(path: str | os.PathLike, photo: np.ndarray, *, size: tuple[i
             audio.layout = "mono"
         pts = 0
         for i in range(frames):
-            img = cv2.warpAffine(photo, affines[i], size, flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REFLECT)
+            img = cv2.warpAffine(photo, affines[i], size, flags=cv2.INTER_AREA, borderMode=cv2.BORDER_REPLICATE)
             stored = np.ascontiguousarray(np.rot90(img, -quarter_turns))  # clockwise; the matrix turns it back
             frame = av.VideoFrame.from_ndarray(stored, format="bgr24")
             frame.pts, frame.time_base = pts, tick
