@@ -414,6 +414,13 @@ def _per_face_seeds(seed: int | Sequence[int] | None, count: int) -> list[int] |
     return seeds
 
 
+    def restore_video(self, src: Any, dst: Any, **options: Any) -> Any:
+        """Restore every face of a video clip into `dst`, streaming (see `facerestore.video.restore_video`
+        for the options: those of `restore` plus crf, codec, batch_frames, progress); returns a VideoSummary."""
+        from .video import restore_video
+
+        return restore_video(self, src, dst, **options)
+
 def blend(restored: np.ndarray, original: np.ndarray, fidelity: float) -> np.ndarray:
     """Linear blend toward the input: fidelity 0 -> restored, 1 -> original."""
     if fidelity == 0:

@@ -1,4 +1,4 @@
-"""`facerestore restore INPUT... -m MODEL -o OUTDIR`: restore photos or folders of photos.
+"""`facerestore restore INPUT... -m MODEL -o OUTDIR`: restore photos, videos, or folders of both.
 
 Every input gets its own output: OUTDIR mirrors the structure of input folders; inputs whose names
 differ only by extension get it added to the name (x.png, x.jpg -> x_png.*, x_jpg.*), names that still
@@ -16,9 +16,9 @@ from tqdm.auto import tqdm
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
-    p = subparsers.add_parser("restore", help="restore faces in photos", description=__doc__,
+    p = subparsers.add_parser("restore", help="restore faces in photos and videos", description=__doc__,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image files and/or folders")
+    p.add_argument("inputs", nargs="+", metavar="INPUT", help="image/video files and/or folders")
     p.add_argument("-m", "--model", default="gfpgan", help="zoo name (default: gfpgan = gfpgan-v1.4)")
     p.add_argument("-o", "--output", required=True, help="output folder (never one of the inputs)")
     p.add_argument("--weights", help="local weights file/folder or URL (default: cache, then download)")
@@ -44,6 +44,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--ext", default="auto", help="output format: auto (as input), png, jpg, webp, tif, bmp")
     p.add_argument("--suffix", default="", help="appended to output file names")
     p.add_argument("--save-faces", action="store_true", help="also write aligned input and restored faces")
+    p.add_argument("--crf", type=int, default=18, help="video quality (H.264 CRF, lower = better; default 18)")
+    p.add_argument("--video-codec", default="libx264", help="video encoder (default libx264; libx265, "
+                   "libvpx-vp9, libsvtav1, ffv1, ...)")
     p.set_defaults(func=run)
 
 
@@ -103,13 +106,47 @@ def report(verb: str, total: int, failed: list[tuple[Path, str]], out_dir: Path,
     return 1 if failed else 0
 
 
+def _is_video(path: Path) -> bool:
+    from ..video import is_video
+
+    return is_video(path)
+
+
+def _videos_in_folders(inputs: list[str]) -> list[tuple[Path, Path]]:
+    """(video, path relative to its folder) for the videos inside input folders (files given directly are
+    listed by find_images already)."""
+    from ..video import is_video
+
+    found = []
+    for item in inputs:
+        root = Path(item)
+        if root.is_dir():
+            found += [(f, f.relative_to(root)) for f in sorted(root.rglob("*")) if f.is_file() and is_video(f)]
+    return found
+
+
+def _restore_video_file(restorer, src: Path, stem: Path, args: argparse.Namespace) -> Path:
+    """One video: <stem><suffix>.<same container, or .mp4/.mkv where it cannot hold the codec>."""
+    from ..video import output_extension
+
+    dst = stem.with_name(f"{stem.name}{args.suffix}{output_extension(src, args.video_codec)}")
+    if dst.resolve() == src.resolve():
+        raise ValueError(f"output {dst} would overwrite the input; choose another --output or --suffix")
+    if args.aligned:
+        raise ValueError("--aligned is for photos of aligned faces; videos are searched for faces")
+    restorer.restore_video(src, dst, crf=args.crf, codec=args.video_codec, upscale=args.upscale,
+                           only_center_face=args.only_center_face, max_faces=args.max_faces,
+                           fidelity=args.fidelity, seed=args.seed)
+    return dst
+
+
 def run(args: argparse.Namespace) -> int:
     from .. import load
     from ..imageio import find_images, read_image, write_image
 
     check_ext(args.ext)
     out_dir = Path(args.output)
-    sources = find_images(args.inputs)
+    sources = find_images(args.inputs) + _videos_in_folders(args.inputs)
     if not sources:
         print("no input images found", file=sys.stderr)
         return 1
@@ -124,6 +161,10 @@ def run(args: argparse.Namespace) -> int:
     try:
         for (src, _), stem in zip(tqdm(sources, desc=f"restore ({restorer.entry.name})", unit="img"), stems):
             try:
+                if _is_video(src):
+                    _restore_video_file(restorer, src, stem, args)
+                    done += 1
+                    continue
                 dst = output_file(stem, src, args.ext, args.suffix)
                 face_stem = faces_stem(stem, out_dir)
                 if dst.resolve() in inputs:
