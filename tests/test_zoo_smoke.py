@@ -47,6 +47,12 @@ def test_entry_builds_small_and_runs(name):
         assert out.shape == face.shape and out.dtype == np.uint8
         assert len(out.faces) == 1
         return
+    if entry.task == "upscale":
+        image = smooth_image(24)
+        out = model.upscale(image, tile=16, tile_pad=4)
+        assert out.shape == (24 * entry.scale, 24 * entry.scale, 3) and out.dtype == np.uint8
+        assert model(image, 1.5).shape == (36, 36, 3)  # as a background upsampler: (bgr, scale) -> bgr
+        return
     if entry.task == "parse":
         labels = model.parse(smooth_image(64))
         masks = model.face_masks(smooth_image(64))
