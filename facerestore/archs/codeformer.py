@@ -86,6 +86,11 @@ class Encoder(nn.Module):
                    normalize(channels), nn.Conv2d(channels, emb_dim, kernel_size=3, stride=1, padding=1)]
         self.blocks = nn.ModuleList(blocks)
 
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for block in self.blocks:
+            x = block(x)
+        return x
+
 
 class Generator(nn.Module):
     """VQGAN decoder (`blocks`): conv from emb_dim, ResBlock, AttnBlock, ResBlock, then per level (lowest
@@ -115,6 +120,11 @@ class Generator(nn.Module):
                 resolution *= 2
         blocks += [normalize(channels), nn.Conv2d(channels, 3, kernel_size=3, stride=1, padding=1)]
         self.blocks = nn.ModuleList(blocks)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        for block in self.blocks:
+            x = block(x)
+        return x
 
 
 class TransformerSALayer(nn.Module):
