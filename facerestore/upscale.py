@@ -18,12 +18,12 @@ The official pipeline, reproduced step by step (golden-tested, within one grey l
    uint8 / uint16, and resized with INTER_LANCZOS4 to `(int(w * outscale), int(h * outscale))` when
    `outscale` differs from the network scale.
 
-Memory: tiles bound the network's working memory by the tile size, not the photo size (one tile's
-activations: about (tile + 2 * tile_pad)^2 x scale^2 x 64 channels x 4 bytes for the last convs,
-~200 MB for tile 200 at scale 4 in fp32, plus the dense blocks' 192-channel concatenations at the input
-resolution). Unlike the official code, which assembles the whole float32 output on the device, each
-tile's result is converted to the final uint8/uint16 pixels as soon as it is computed (the same per-pixel
-arithmetic), so beyond one tile only the input and the output image are held. An untiled run of a
+Memory: tiles bound the network's working memory by the tile size, not the photo size. One tile's
+largest activations are its last convs' (tile + 2 * tile_pad)^2 x scale^2 x 64 channels x 4 bytes:
+~0.7 GB per tensor for tile 400 at scale 4 in fp32 (~2 GB peak), a quarter of that at scale 2, half in
+bf16. Unlike the official code, which assembles the whole float32 output on the device, each tile's
+result is converted to the final uint8/uint16 pixels as soon as it is computed (the same per-pixel
+arithmetic), so beyond one tile only the input and output images are held. An untiled run of a
 12-megapixel photo at scale 4 would need tens of GB; the default tile (`tile=None`) avoids that.
 """
 from __future__ import annotations
@@ -38,10 +38,11 @@ import torch.nn.functional as F
 
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 ALPHA_UPSAMPLERS = ("realesrgan", "cv2")
-# Default tile side (input pixels) when `tile=None`. CPU: measured with benchmarks/upscale.py (larger
-# tiles waste less on tile_pad overlaps, smaller ones stay in cache; see the module docstring of the
-# benchmark). CUDA: GFPGAN's background-upsampler default; bounds device memory for big photos.
-DEFAULT_TILE = {"cpu": 200, "cuda": 400}
+# Default tile side (input pixels) when `tile=None`, CPU and CUDA alike (GFPGAN's background-upsampler
+# default). On CPU larger tiles are faster: each tile reruns its tile_pad border (10 px: 1.10x the pixels
+# at 400, 1.21x at 200, 2x at 48) and small convolutions use the cores worse (benchmarks/upscale.py: tile
+# 48 ran 2-4x slower than untiled); 400 keeps one tile's activations at ~0.5 GB (x2) / ~2 GB (x4) in fp32.
+DEFAULT_TILE = 400
 MOD_PAD = {1: 4, 2: 2}  # network scale -> the padded input's sides must be multiples of this
 
 
@@ -83,7 +84,7 @@ class Upscaler:
     @property
     def default_tile(self) -> int:
         """The tile side used when `upscale(tile=None)`: bounded memory on any photo size."""
-        return DEFAULT_TILE.get(self.device.type, DEFAULT_TILE["cuda"])
+        return DEFAULT_TILE
 
     def to(self, device: str | torch.device) -> "Upscaler":
         self.device = torch.device(device)
@@ -116,8 +117,8 @@ class Upscaler:
         img: HxWx3 BGR, HxW gray or HxWx4 BGRA; uint8 or uint16 (16-bit when max > 256, as officially).
         outscale: final size factor (default: the network scale; others resize with INTER_LANCZOS4).
         tile: tile side in input pixels; 0 runs the whole image at once (the official default);
-            None (default) uses `default_tile` (200 on CPU, 400 on CUDA), which bounds memory and
-            equals tile=0 for images no larger than one tile.
+            None (default) uses `default_tile` (400), which bounds memory and equals tile=0 for
+            images whose padded sides are at most 400.
         tile_pad / pre_pad: overlap around each tile / reflect padding of the image's bottom-right.
         alpha_upsampler: "realesrgan" (the network) or "cv2" (INTER_LINEAR) for BGRA alpha.
         """

@@ -105,8 +105,6 @@ def test_pipeline_reproduces_realesrganer_enhance(golden_nets, config):
         # within one grey level (16-bit: 257): float noise can flip a rounding
         limit = 257 if expected.dtype == np.uint16 else 1
         assert np.abs(out.astype(np.int64) - expected.astype(np.int64)).max() <= limit, case["case"]
-    upscaler.to("cpu")
-    assert upscaler.net is golden_nets[config]
 
 
 def test_config_detection():
