@@ -46,7 +46,7 @@ import torch
 from . import hub
 from .api import load
 from .imageio import ImageError, read_image, write_image
-from .light import DEFAULT_AMBIENT, DEFAULT_INTENSITY, SHLight
+from .shlight import DEFAULT_AMBIENT, DEFAULT_INTENSITY, SHLight
 from .registry import ZooEntry, get_entry, list_models
 from .restorer import PRECISIONS, FaceRestorer, NoFaceWarning, Restorer
 

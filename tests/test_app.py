@@ -34,7 +34,7 @@ from facerestore.app import AppOptions, FaceRestoreApp, ModelCache, friendly, li
 from facerestore.face.align import estimate_affine, invert_affine, template  # noqa: E402
 from facerestore.face.detect import load_detector  # noqa: E402
 from facerestore.imageio import read_image, write_image  # noqa: E402
-from facerestore.light import SHLight  # noqa: E402
+from facerestore.shlight import SHLight  # noqa: E402
 from facerestore.registry import get_entry  # noqa: E402
 from facerestore.restorer import upscale_background  # noqa: E402
 
