@@ -404,6 +404,14 @@ class FaceRestorer(Restorer):
         return pasting.paste_faces(background, restored, np.stack([a @ to_input for a in affines]))
 
 
+    def restore_video(self, src: Any, dst: Any, **options: Any) -> Any:
+        """Restore every face of a video clip into `dst`, streaming (see `facerestore.video.restore_video`
+        for the options: those of `restore` plus crf, codec, batch_frames, progress); returns a VideoSummary."""
+        from .video import restore_video
+
+        return restore_video(self, src, dst, **options)
+
+
 def _per_face_seeds(seed: int | Sequence[int] | None, count: int) -> list[int] | None:
     """A list of per-face seeds (checked), or None for one seed (or none) for the whole call."""
     if seed is None or isinstance(seed, (int, np.integer)):
@@ -413,13 +421,6 @@ def _per_face_seeds(seed: int | Sequence[int] | None, count: int) -> list[int] |
         raise ValueError(f"seed: one int per face is needed ({count}), got {len(seeds)}")
     return seeds
 
-
-    def restore_video(self, src: Any, dst: Any, **options: Any) -> Any:
-        """Restore every face of a video clip into `dst`, streaming (see `facerestore.video.restore_video`
-        for the options: those of `restore` plus crf, codec, batch_frames, progress); returns a VideoSummary."""
-        from .video import restore_video
-
-        return restore_video(self, src, dst, **options)
 
 def blend(restored: np.ndarray, original: np.ndarray, fidelity: float) -> np.ndarray:
     """Linear blend toward the input: fidelity 0 -> restored, 1 -> original."""
