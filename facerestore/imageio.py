@@ -249,6 +249,11 @@ def to_bgr_uint8(img: Any, color_order: str = "bgr") -> tuple[np.ndarray, ImageI
     return np.ascontiguousarray(img), info
 
 
+def gray_bgr(bgr: np.ndarray) -> np.ndarray:
+    """Grey image with 3 equal channels (BGR -> GRAY -> BGR): what colorization heads are fed."""
+    return cv2.cvtColor(cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY), cv2.COLOR_GRAY2BGR)
+
+
 def from_bgr_uint8(img: np.ndarray, info: ImageInfo, color_order: str = "bgr") -> np.ndarray:
     """Give a BGR uint8 result back in the form of the original input (gray, alpha, 16 bit, float)."""
     out = img

@@ -161,7 +161,6 @@ class DetectorEntry(ModelEntry):
 class HelperEntry(ModelEntry):
     """A helper network of the face pipeline (face parser, background upsampler)."""
 
-    input_size: int | None = None  # the fixed input side it was trained on, if any
     scale: int = 1  # output size / input size (upsamplers)
 
 

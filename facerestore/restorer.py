@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from . import convert
-from .imageio import from_bgr_uint8, to_bgr_uint8
+from .imageio import from_bgr_uint8, gray_bgr, to_bgr_uint8
 from .registry import ZooEntry
 
 PASTE_MODES = ("parse", "box", "gpen", "feather")
@@ -168,7 +168,7 @@ class Restorer:
             from .api import load
 
             self._upsampler = load(self.upsampler_name, weights=self.upsampler_weights, device=self.device,
-                                   precision=self.precision if self.precision in ("fp32", "bf16", "fp16") else "fp32",
+                                   precision=self.precision,
                                    pretrained=self.pretrained_helpers or self.upsampler_weights is not None)
         return self._upsampler
 
@@ -189,9 +189,12 @@ class Restorer:
         return self
 
     @contextlib.contextmanager
-    def inference(self, seed: int | None = None) -> Iterator[None]:
-        """No-grad inference; with `seed`, random draws are reproducible and the global RNG state is
-        left as it was."""
+    def inference(self, seed: int | Sequence[int] | None = None) -> Iterator[None]:
+        """No-grad inference; with an int `seed`, random draws from the global RNG are reproducible and its
+        state is left as it was (per-face seed lists only concern nets with seedable noise inputs, see
+        FaceRestorer.forward_faces)."""
+        if not isinstance(seed, (int, np.integer)):
+            seed = None
         devices = [self.device] if self.device.type == "cuda" else []
         rng = torch.random.fork_rng(devices=devices) if seed is not None else contextlib.nullcontext()
         with torch.inference_mode(), rng:
@@ -257,6 +260,8 @@ class FaceRestorer(Restorer):
         (CodeFormer's w), the value passed; None = the family's default."""
         seed = int(seed) if isinstance(seed, np.integer) else seed
         seeds = _per_face_seeds(seed, len(crops))
+        if self.entry.task == "colorize" and len(crops):  # colorization heads take a grey face
+            crops = np.stack([gray_bgr(crop) for crop in crops])
         noise_shapes = getattr(self.net, "noise_shapes", None)
         kwargs = dict(self.entry.forward_kwargs)
         argument = self.entry.family.fidelity_argument
@@ -265,7 +270,7 @@ class FaceRestorer(Restorer):
         generator = torch.Generator().manual_seed(seed) if isinstance(seed, int) else None
         outputs = []
         # Models without seedable noise inputs (a test's custom net) still get a reproducible global RNG.
-        with self.inference(seed if isinstance(seed, int) and noise_shapes is None else None):
+        with self.inference(seed if noise_shapes is None else None):
             for start in range(0, len(crops), self.batch_size):
                 stop = min(start + self.batch_size, len(crops))
                 if noise_shapes is not None and seed is not None:
@@ -348,6 +353,47 @@ class FaceRestorer(Restorer):
         restored = self.forward_faces(crops, crop_landmarks, seed=seed)
         return blend(restored, crops, self.entry.family.fidelity if fidelity is None else fidelity)
 
+    # ---- the tasks of restoration heads (colorization, inpainting), on aligned faces --------------------
+    def colorize(self, img: Any) -> np.ndarray:
+        """Colour an aligned face (grey or colour; only its luminance is used): BGR uint8 of the input's
+        size. Input: anything `restore` accepts. Needs a colorization head (task "colorize")."""
+        self._require_task("colorize")
+        return self._run_aligned(gray_bgr(to_bgr_uint8(img)[0]))
+
+    def inpaint(self, img: Any, mask: np.ndarray) -> np.ndarray:
+        """Fill the holes of an aligned face: `mask` (H, W), nonzero = hole. The holes are painted white
+        (255), the official inpainting input, before the network sees the face; BGR uint8 of the input's
+        size. Needs an inpainting head (task "inpaint")."""
+        self._require_task("inpaint")
+        bgr = to_bgr_uint8(img)[0]
+        mask = np.asarray(mask)
+        if mask.ndim == 3:
+            mask = mask.max(axis=2)
+        if mask.shape != bgr.shape[:2]:
+            raise ValueError(f"the mask must be {bgr.shape[:2]} (the image's height, width), got {mask.shape}")
+        holed = bgr.copy()
+        holed[mask != 0] = 255
+        return self._run_aligned(holed)
+
+    def _require_task(self, task: str) -> None:
+        """A clear error naming the head to load when this entry is not a `task` model."""
+        if self.entry.task == task:
+            return
+        from .registry import get_entry, list_models
+
+        heads = list_models(task=task)
+        same_family = [name for name in heads if get_entry(name).family is self.entry.family]
+        hint = f"load({(same_family or heads)[0]!r})" if heads else f"a {task!r} model"
+        raise RuntimeError(f"{self.entry.name} is a {self.entry.task!r} model; {task}() needs {hint}")
+
+    def _run_aligned(self, bgr: np.ndarray) -> np.ndarray:
+        """One aligned face of any size: resized to the network size (bilinear), restored, resized back."""
+        size = self.entry.face_size
+        h, w = bgr.shape[:2]
+        crop = bgr if (h, w) == (size, size) else cv2.resize(bgr, (size, size), interpolation=cv2.INTER_LINEAR)
+        out = self.forward_faces(crop[None], np.zeros((1, 5, 2), np.float32))[0]
+        return out if (h, w) == (size, size) else cv2.resize(out, (w, h), interpolation=cv2.INTER_LINEAR)
+
     def _restore_aligned(self, bgr: np.ndarray, upscale: float, fidelity: float | None,
                          seed: int | None) -> tuple[np.ndarray, list[FaceResult]]:
         """One aligned face: resized to the network size, restored, resized to the output size."""
@@ -384,11 +430,11 @@ class FaceRestorer(Restorer):
         for face, crop, out in zip(faces, crops, restored):
             face.crop, face.restored = crop, out
         return self.paste_back(background, restored, affines, bgr.shape, upscale, paste,
-                               np.stack([f.box for f in faces]), crops), faces
+                               np.stack([f.box for f in faces])), faces
 
     def paste_back(self, background: np.ndarray, restored: np.ndarray, affines: np.ndarray,
-                   input_shape: tuple[int, ...], upscale: float, paste: str, boxes: np.ndarray | None = None,
-                   crops: np.ndarray | None = None) -> np.ndarray:
+                   input_shape: tuple[int, ...], upscale: float, paste: str, boxes: np.ndarray | None = None
+                   ) -> np.ndarray:
         """Composite restored faces (N,S,S,3) onto the output-size `background` with paste mode `paste`;
         `affines` map input pixels to crop pixels."""
         from .face import paste as pasting
@@ -398,8 +444,8 @@ class FaceRestorer(Restorer):
         if paste == "box":
             return pasting.paste_box(background, restored, affines, upscale)
         if paste == "gpen":
-            return pasting.paste_gpen(background, restored, affines, self.parser.gpen_masks(restored), boxes, upscale,
-                                      cropped_faces=crops)
+            # the fidelity blend with the input crop (GPEN's alpha) happened before, in restore_faces
+            return pasting.paste_gpen(background, restored, affines, self.parser.gpen_masks(restored), boxes, upscale)
         to_input = pasting.resize_affine(input_shape, background.shape)  # background pixel -> input pixel
         return pasting.paste_faces(background, restored, np.stack([a @ to_input for a in affines]))
 

@@ -261,41 +261,6 @@ def paste_back(background: np.ndarray, restored: np.ndarray, affines: np.ndarray
     return paste_faces(background, restored, affines)
 
 
-def _accepts_seed_lists(restorer: Any, size: int) -> bool:
-    """Whether `forward_faces` takes one seed per face (`seed=[s0, s1, ...]`)."""
-    try:
-        restorer.forward_faces(np.zeros((0, size, size, 3), np.uint8), np.zeros((0, 5, 2), np.float32), seed=[])
-    except Exception:  # TypeError from torch.manual_seed(list), or a model that cannot run an empty batch
-        return False
-    return True
-
-
-class _FaceForward:
-    """Runs `forward_faces` on the faces of a window of frames with one fixed noise seed per track.
-
-    With per-face seed lists (`forward_faces(..., seed=[...])`) that is one batched call. Restorers that
-    take only one seed per call are probed once: a deterministic model still runs in one batched call;
-    one that draws noise runs one call per face, each with its track's seed."""
-
-    def __init__(self, restorer: Any) -> None:
-        self.restorer = restorer
-        self.per_face_seeds = _accepts_seed_lists(restorer, restorer.entry.face_size)
-        self.draws_noise: bool | None = None
-
-    def __call__(self, crops: np.ndarray, crop_landmarks: np.ndarray, seeds: list[int]) -> np.ndarray:
-        fwd = self.restorer.forward_faces
-        if self.per_face_seeds:
-            return fwd(crops, crop_landmarks, seed=[int(s) for s in seeds])
-        if self.draws_noise is None and len(crops):
-            a = fwd(crops[:1], crop_landmarks[:1], seed=1)
-            b = fwd(crops[:1], crop_landmarks[:1], seed=2)
-            self.draws_noise = not np.array_equal(a, b)
-        if not self.draws_noise:
-            return fwd(crops, crop_landmarks, seed=0)
-        outputs = [fwd(crops[i:i + 1], crop_landmarks[i:i + 1], seed=int(s)) for i, s in enumerate(seeds)]
-        return np.concatenate(outputs) if outputs else crops[:0].copy()
-
-
 @dataclass
 class _Frame:
     bgr: np.ndarray  # upright
@@ -341,7 +306,7 @@ def restore_video(
     only_center_face: bool = False,
     max_faces: int | None = None,
     min_face_size: float = 0,
-    fidelity: float = 0.0,
+    fidelity: float | None = None,
     seed: int | None = None,
     background_upsampler: Callable[[np.ndarray, float], np.ndarray] | None = None,
     aligned: bool = False,
@@ -364,12 +329,12 @@ def restore_video(
 
     from .face.align import estimate_affine, template, transform_points, warp_faces
     from .face.paste import resize_affine
-    from .restorer import blend, upscale_background
+    from .restorer import upscale_background
 
     if aligned:
         raise ValueError("aligned=True is for photos of single aligned faces; videos are searched for faces")
-    if not 0.0 <= fidelity <= 1.0:
-        raise ValueError(f"fidelity must be in [0, 1], got {fidelity}")
+    if fidelity is not None and not 0.0 <= fidelity <= 1.0:
+        raise ValueError(f"fidelity must be in [0, 1] (or None for the model's default), got {fidelity}")
     if upscale <= 0:
         raise ValueError(f"upscale must be positive, got {upscale}")
     if batch_frames < 1:
@@ -382,7 +347,6 @@ def restore_video(
     base_seed = int(seed) if seed is not None else int(torch.randint(0, 2**31 - 1, ()).item())
     size = restorer.entry.face_size
     dst_points = template(restorer.entry.template, size)
-    forward = _FaceForward(restorer)
     tracker = FaceTracker(max_missed=max_missed, smooth=smooth)
     detector = restorer.detector
 
@@ -436,8 +400,9 @@ def restore_video(
                     restored = None
                     if crops:
                         crops_all = np.concatenate(crops)
-                        restored = forward(crops_all, np.stack(crop_lms).astype(np.float32), seeds)
-                        restored = blend(restored, crops_all, fidelity)
+                        # one batched forward, each face with its track's fixed noise seed
+                        restored = restorer.restore_faces(crops_all, np.stack(crop_lms).astype(np.float32),
+                                                          fidelity, seed=seeds)
                     start = 0
                     for k, frame in enumerate(frames):
                         background = upscale_background(frame.bgr, upscale, background_upsampler)

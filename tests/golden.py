@@ -1,6 +1,6 @@
-"""Rebuild golden recipe weights (shared/golden/<family>/<config>_recipe.json, see shared/golden/README.md):
-value = float32(scale * z + offset), z = numpy RandomState(seed).standard_normal(numel), each tensor
-checked against its sha256."""
+"""Golden data of shared/golden (see its README): manifests, cases, and recipe weights
+(shared/golden/<family>/<config>_recipe.json): value = float32(scale * z + offset), z = numpy
+RandomState(seed).standard_normal(numel), each tensor checked against its sha256."""
 from __future__ import annotations
 
 import hashlib
@@ -9,6 +9,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+from conftest import shared_path
 
 
 def recipe_state_dict(json_path: str | Path) -> dict[str, torch.Tensor]:
@@ -27,3 +29,15 @@ def recipe_state_dict(json_path: str | Path) -> dict[str, torch.Tensor]:
             raise ValueError(f"{row['key']}: rebuilt tensor's sha256 {digest} != recipe {row['sha256']}")
         state[row["key"]] = torch.from_numpy(value)
     return state
+
+
+def manifest(config: str) -> dict:
+    """golden/manifests/<config>.json: the state-dict layout and constructor arguments of a released config."""
+    return json.loads(shared_path(f"golden/manifests/{config}.json").read_text())
+
+
+def load_case(family: str, name: str) -> tuple[dict, dict[str, torch.Tensor]]:
+    """(golden/<family>/<name>.json, the arrays of golden/<family>/<name>.npz as tensors)."""
+    meta = json.loads(shared_path(f"golden/{family}/{name}.json").read_text())
+    arrays = np.load(shared_path(f"golden/{family}/{name}.npz"))
+    return meta, {key: torch.from_numpy(arrays[key]) for key in arrays.files}

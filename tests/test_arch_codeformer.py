@@ -4,15 +4,13 @@ shared/golden/README.md) for every distinct path (w = 0 / 0.5 / 0.7 / 1, AdaIN o
 colorization, inpainting), bf16 + channels_last fast mode, and small configurations."""
 from __future__ import annotations
 
-import json
 
-import numpy as np
 import pytest
 import torch
 
 from conftest import shared_path
 from facerestore.archs.codeformer import CodeFormer, adaptive_instance_normalization, inpaint_blend
-from golden import recipe_state_dict
+from golden import load_case, manifest, recipe_state_dict
 
 CONFIGS = ["codeformer", "codeformer_colorization", "codeformer_inpainting"]
 CASES = ["cf_w0.5_adain", "cf_w0_adain", "cf_w1_batch2", "cf_w0.7_noadain", "cfcolor_w0", "cfinpaint_w1"]
@@ -23,16 +21,6 @@ LQ_FEAT_ATOL = 5e-3
 # The output follows that official noise on the second face of cf_w1_batch2 (w = 1 feeds the encoder features
 # straight into the generator): there 0.56% of the values differ by more than 1e-4 (up to 6.7e-4).
 NOISY_OUTPUT_ATOL = {"cf_w1_batch2": 1e-3}
-
-
-def manifest(config: str) -> dict:
-    return json.loads(shared_path(f"golden/manifests/{config}.json").read_text())
-
-
-def load_case(name: str) -> tuple[dict, dict]:
-    meta = json.loads(shared_path(f"golden/codeformer/{name}.json").read_text())
-    arrays = np.load(shared_path(f"golden/codeformer/{name}.npz"))
-    return meta, {key: torch.from_numpy(arrays[key]) for key in arrays.files}
 
 
 @pytest.fixture(scope="module")
@@ -89,7 +77,7 @@ def test_fusion_points_are_the_official_tables():
 
 @pytest.mark.parametrize("name", CASES)
 def test_forward_matches_official(name, golden_nets):
-    meta, case = load_case(name)
+    meta, case = load_case("codeformer", name)
     net = golden_nets(meta["config"])
     with torch.no_grad():
         out, logits, lq_feat = official_output(net, case["input"], meta["config"], meta["forward_kwargs"])
@@ -105,7 +93,7 @@ def test_forward_matches_official(name, golden_nets):
 
 def test_bfloat16_channels_last_keeps_tokens_and_40db(golden_nets):
     """Fast mode (as the Restorer runs it): tokens identical to float32, image within 40 dB."""
-    meta, case = load_case("cf_w0.5_adain")
+    meta, case = load_case("codeformer", "cf_w0.5_adain")
     net = golden_nets(meta["config"]).to(memory_format=torch.channels_last)
     try:
         x = case["input"].contiguous(memory_format=torch.channels_last)

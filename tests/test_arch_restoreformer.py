@@ -4,29 +4,17 @@ weights, see shared/golden/README.md), bf16 + channels_last fast mode, the vecto
 configurations."""
 from __future__ import annotations
 
-import json
 
-import numpy as np
 import pytest
 import torch
 
 from conftest import shared_path
 from facerestore.archs.restoreformer import RestoreFormer, RestoreFormerPlusPlus
 from facerestore.archs.vqgan import VectorQuantizer
-from golden import recipe_state_dict
+from golden import load_case, manifest, recipe_state_dict
 
 CONFIGS = ["restoreformer_gfpgan", "restoreformerpp", "restoreformer_rfpp"]
 CLASSES = {"restoreformer_gfpgan": RestoreFormer, "restoreformerpp": RestoreFormerPlusPlus}
-
-
-def manifest(config: str) -> dict:
-    return json.loads(shared_path(f"golden/manifests/{config}.json").read_text())
-
-
-def load_case(name: str) -> tuple[dict, dict]:
-    meta = json.loads(shared_path(f"golden/restoreformer/{name}.json").read_text())
-    arrays = np.load(shared_path(f"golden/restoreformer/{name}.npz"))
-    return meta, {key: torch.from_numpy(arrays[key]) for key in arrays.files}
 
 
 @pytest.fixture(scope="module")
@@ -72,7 +60,7 @@ def test_plus_plus_defaults_are_the_released_restoreformer_plus_plus():
 @pytest.mark.parametrize("config,name", [("restoreformer_gfpgan", "restoreformer_gfpgan_a"),
                                          ("restoreformerpp", "restoreformerpp_batch2")])
 def test_forward_matches_official(config, name, golden_nets):
-    meta, case = load_case(name)
+    meta, case = load_case("restoreformer", name)
     assert meta["config"] == config
     with torch.no_grad():
         out, indices = golden_nets(config)(case["input"], return_rgb=False, weight=0.5)  # GFPGANer's call
@@ -83,7 +71,7 @@ def test_forward_matches_official(config, name, golden_nets):
 
 def test_bfloat16_channels_last_keeps_codes_and_40db(golden_nets):
     """Fast mode (as the Restorer runs it): codes identical to float32, image within 40 dB."""
-    meta, case = load_case("restoreformerpp_a")
+    meta, case = load_case("restoreformer", "restoreformerpp_a")
     net = golden_nets(meta["config"]).to(memory_format=torch.channels_last)
     try:
         with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):

@@ -3,7 +3,6 @@
 config detection, the fast modes, and the tile assembly on small configs of the real architecture."""
 from __future__ import annotations
 
-import hashlib
 import json
 
 import cv2
@@ -16,6 +15,8 @@ from facerestore.archs.ops import official_ops
 from facerestore.archs.rrdbnet import RRDBNet, rrdbnet_config_from_state_dict
 from facerestore.metrics.pixel import psnr
 from facerestore.upscale import Upscaler
+from golden import manifest as golden_manifest
+from golden import recipe_state_dict
 
 CONFIGS = ("x2plus", "x4plus")
 PIPELINE_CASES = {"x2plus": 8, "x4plus": 3}
@@ -26,20 +27,7 @@ def golden(relpath: str):
 
 
 def manifest(config: str) -> dict:
-    return json.loads(golden(f"manifests/realesrgan_{config}.json").read_text())
-
-
-def recipe_state_dict(config: str) -> dict[str, torch.Tensor]:
-    """The golden weights: value = float32(scale * z + offset), z = RandomState(seed).standard_normal,
-    each tensor checked against the recipe's sha256."""
-    rows = json.loads(golden(f"realesrgan/realesrgan_{config}_recipe.json").read_text())["keys"]
-    state = {}
-    for row in rows:
-        z = np.random.RandomState(row["seed"]).standard_normal(int(np.prod(row["shape"])))
-        value = np.asarray(row["scale"] * z.reshape(row["shape"]) + row["offset"], dtype=np.float32)
-        assert hashlib.sha256(value.tobytes()).hexdigest() == row["sha256"], row["key"]
-        state[row["key"]] = torch.from_numpy(value)
-    return state
+    return golden_manifest(f"realesrgan_{config}")
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +35,7 @@ def golden_nets() -> dict[str, RRDBNet]:
     nets = {}
     for config in CONFIGS:
         net = RRDBNet(**manifest(config)["constructor_kwargs"]).eval()
-        net.load_state_dict(recipe_state_dict(config), strict=True)
+        net.load_state_dict(recipe_state_dict(golden(f"realesrgan/realesrgan_{config}_recipe.json")), strict=True)
         nets[config] = net
     return nets
 

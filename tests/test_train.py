@@ -76,7 +76,7 @@ def test_config_errors_name_the_key(tmp_path):
     with pytest.raises(ConfigError, match="exactly one of"):
         load_config(write_config(tmp_path / "b.yaml", model={"zoo": "gpen-bfr-512"}))
     with pytest.raises(ConfigError, match="not a trainable family"):
-        load_config(write_config(tmp_path / "c.yaml", model={"arch": "codeformer"}))
+        load_config(write_config(tmp_path / "c.yaml", model={"arch": "realesrgan"}))
     with pytest.raises(ConfigError, match="feature_matching uses the discriminator"):
         data = yaml.safe_load(TINY_GPEN.read_text())
         del data["losses"]["gan"]

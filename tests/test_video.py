@@ -155,13 +155,12 @@ def test_per_face_seeds_are_batch_position_independent(gfpgan, photo):
     size = gfpgan.entry.face_size
     crops = np.stack([cv2.resize(photo[30:360, 390:600], (size, size))] * 3)
     points = np.zeros((3, 5, 2), np.float32)
-    if not video._accepts_seed_lists(gfpgan, size):
-        pytest.skip("FaceRestorer.forward_faces does not take per-face seed lists yet (lead's restorer refactor); "
-                    "restore_video falls back to one forward per face for noise-drawing models")
     out = gfpgan.forward_faces(crops, points, seed=[5, 7, 5])
     alone = gfpgan.forward_faces(crops[:1], points[:1], seed=[5])
     np.testing.assert_array_equal(out[0], out[2])
-    np.testing.assert_array_equal(out[0], alone[0])
+    # a batch of 1 runs other convolution kernels than a batch of 3: equal noise, float rounding may move a
+    # pixel by one grey level (a different seed moves them by ~17)
+    assert np.abs(out[0].astype(int) - alone[0]).max() <= 1
     assert not np.array_equal(out[0], out[1])
 
 

@@ -124,6 +124,17 @@ def _shift_rows(inverse: np.ndarray, y0: int) -> np.ndarray:
     return local
 
 
+def _warp_band(inverse: np.ndarray, size: int, shape: tuple[int, ...], margin: int = 2
+               ) -> tuple[int, int, np.ndarray, tuple[int, int]] | None:
+    """(y0, y1, crop -> band matrix, cv2 dsize) of the full-width band of output rows a size x size crop
+    lands in (see `_row_band`); None when it lands outside the image."""
+    band = _row_band(inverse, size, shape[0], margin)
+    if band is None:
+        return None
+    y0, y1 = band
+    return y0, y1, _shift_rows(inverse, y0), (shape[1], y1 - y0)
+
+
 def _check_paste_inputs(background: np.ndarray, faces: np.ndarray, affines: np.ndarray,
                         face_size: int | None) -> tuple[np.ndarray, np.ndarray, int]:
     if background.dtype != np.uint8 or background.ndim != 3 or background.shape[2] not in (3, 4):
@@ -180,19 +191,16 @@ def paste_parse(background: np.ndarray, restored_faces: np.ndarray, affines: np.
     parse_masks = np.asarray(parse_masks)
     if len(parse_masks) != len(faces):
         raise ValueError(f"{len(faces)} restored faces but {len(parse_masks)} parse masks")
-    height, width = background.shape[:2]
     results = []
     for face, affine, parse_mask in zip(faces, affines, parse_masks):
-        inverse = _paste_inverse(affine, upscale)
-        band = _row_band(inverse, size, height)
-        if band is None:
+        target = _warp_band(_paste_inverse(affine, upscale), size, background.shape)
+        if target is None:
             continue
-        local = _shift_rows(inverse, band[0])
-        dsize = (width, band[1] - band[0])
+        y0, y1, local, dsize = target
         face_back = cv2.warpAffine(face, local, dsize)
         mask = cv2.resize(parse_mask, (face.shape[0], face.shape[1]))
         mask = cv2.warpAffine(mask, local, dsize, flags=3)
-        results.append((band[0], band[1], mask, face_back))
+        results.append((y0, y1, mask, face_back))
     return _blend_facexlib(background, faces, results)
 
 
@@ -207,25 +215,23 @@ def paste_box(background: np.ndarray, restored_faces: np.ndarray, affines: np.nd
     (1 - soft) * canvas in float32. Finally truncated to uint8.
     """
     faces, affines, size = _check_paste_inputs(background, restored_faces, affines, face_size)
-    height, width = background.shape[:2]
     ones = np.ones((size, size), np.float32)
     border_kernel = np.ones((int(2 * upscale), int(2 * upscale)), np.uint8)
     results = []
     for face, affine in zip(faces, affines):
         inverse = _paste_inverse(affine, upscale)
         # the soft edge reaches at most sqrt(area) / 20 beyond the eroded square: keep that inside the band
-        band = _row_band(inverse, size, height, margin=int(_footprint_side(inverse, size) / 10) + 4)
-        if band is None:
+        target = _warp_band(inverse, size, background.shape, margin=int(_footprint_side(inverse, size) / 10) + 4)
+        if target is None:
             continue
-        local = _shift_rows(inverse, band[0])
-        dsize = (width, band[1] - band[0])
+        y0, y1, local, dsize = target
         face_back = cv2.warpAffine(face, local, dsize)
         mask = cv2.erode(cv2.warpAffine(ones, local, dsize), border_kernel)
         pasted = mask[:, :, None] * face_back
         w_edge = int(np.sum(mask) ** 0.5) // 20
         center = cv2.erode(mask, np.ones((w_edge * 2, w_edge * 2), np.uint8))
         soft = cv2.GaussianBlur(center, (w_edge * 2 + 1, w_edge * 2 + 1), 0)
-        results.append((band[0], band[1], soft, pasted))
+        results.append((y0, y1, soft, pasted))
     return _blend_facexlib(background, faces, results)
 
 
@@ -270,15 +276,13 @@ def paste_gpen(background: np.ndarray, restored_faces: np.ndarray, affines: np.n
     boxes = np.asarray(face_boxes, np.float64).reshape(len(faces), -1) * upscale
     if alpha != 1.0 and cropped_faces is None:
         raise ValueError("alpha != 1 blends with the unrestored crops: pass cropped_faces")
-    height, width = background.shape[:2]
+    width = background.shape[1]
     bands = []
     for k, (face, affine) in enumerate(zip(faces, affines)):
-        inverse = inverse_affine_centered(affine, upscale)
-        band = _row_band(inverse, size, height)
-        if band is None:
+        target = _warp_band(inverse_affine_centered(affine, upscale), size, background.shape)
+        if target is None:
             continue
-        local = _shift_rows(inverse, band[0])
-        dsize = (width, band[1] - band[0])
+        y0, y1, local, dsize = target
         mask = cv2.resize(np.asarray(gpen_masks[k], np.float32), (size, size))
         mask = cv2.warpAffine(mask, local, dsize, flags=3)
         box_h, box_w = boxes[k, 3] - boxes[k, 1], boxes[k, 2] - boxes[k, 0]
@@ -288,7 +292,7 @@ def paste_gpen(background: np.ndarray, restored_faces: np.ndarray, affines: np.n
             face = cv2.addWeighted(face, alpha, np.asarray(cropped_faces[k]), 1.0 - alpha, 0.0)
         if face.shape[:2] != (size, size):
             face = cv2.resize(face, (size, size))
-        bands.append((band[0], band[1], mask, cv2.warpAffine(face, local, dsize, flags=3)))
+        bands.append((y0, y1, mask, cv2.warpAffine(face, local, dsize, flags=3)))
     out = background.copy()
     if not bands:
         return out

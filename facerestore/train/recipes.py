@@ -27,6 +27,9 @@ from ..losses import (
 from ..registry import ZooEntry, families, import_object
 from .config import Config, ConfigError
 
+COMPONENTS = ("left_eye", "right_eye", "mouth")  # the facial components of the component losses (GFP-GAN's)
+
+
 def build_recipe(config: Config, entry: ZooEntry, size: int) -> "Recipe":
     """The training recipe the entry's family declares."""
     spec = entry.family.training

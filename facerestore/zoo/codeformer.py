@@ -13,14 +13,9 @@ face, 1 = closest to the input). Three released checkpoints (release v0.1.0, wei
 """
 from __future__ import annotations
 
-from typing import Any
-
-import cv2
 import numpy as np
-import torch
 
-from ..archs.codeformer import CodeFormer, inpaint_blend
-from ..imageio import to_bgr_uint8
+from ..archs.codeformer import CodeFormer
 from ..registry import Family, TrainingSpec, WeightFile, ZooEntry, register
 from ..restorer import FaceRestorer
 
@@ -32,60 +27,24 @@ _LICENSE = "NTU S-Lab License 1.0 (non-commercial use only; redistribution under
 
 
 class CodeFormerRestorer(FaceRestorer):
-    """FaceRestorer for CodeFormer: fidelity is the network's w; the colorization and inpainting heads
-    add `colorize(face)` and `inpaint(face, mask)` (aligned faces, resized to 512 and back)."""
+    """FaceRestorer for CodeFormer: fidelity is the network's w (the family's `fidelity_argument`); the
+    inpainting head keeps the input outside its pure-white holes, as the official script does.
+    `colorize(face)` and `inpaint(face, mask)` come from FaceRestorer."""
 
     def forward_faces(self, crops: np.ndarray, crop_landmarks: np.ndarray, seed=None,
                       fidelity: float | None = None) -> np.ndarray:
-        if self.entry.task == "colorize":  # the colorization head takes a grey face
-            crops = np.stack([_gray_bgr(c) for c in crops]) if len(crops) else crops
         out = super().forward_faces(crops, crop_landmarks, seed=seed, fidelity=fidelity)
-        if self.entry.task == "inpaint":  # keep the input outside its pure-white holes, as the official script
+        if self.entry.task == "inpaint":  # (1 - mask) * x + mask * out, mask = pure white in all channels
             holes = np.all(crops == 255, axis=-1, keepdims=True)
             out = np.where(holes, out, crops)
         return out
-
-    def colorize(self, img: Any) -> np.ndarray:
-        """Colour an aligned face (only its luminance is used): BGR uint8 of the input's size."""
-        self._require_task("colorize")
-        return self._run_aligned(to_bgr_uint8(img)[0])
-
-    def inpaint(self, img: Any, mask: np.ndarray) -> np.ndarray:
-        """Fill the holes of an aligned face: `mask` (H, W), nonzero = hole. The holes are painted white
-        (the official inpainting input) and only they are replaced by the network's output."""
-        self._require_task("inpaint")
-        bgr = to_bgr_uint8(img)[0]
-        mask = np.asarray(mask)
-        if mask.ndim == 3:
-            mask = mask.max(axis=2)
-        if mask.shape != bgr.shape[:2]:
-            raise ValueError(f"the mask must be {bgr.shape[:2]} (the image's height, width), got {mask.shape}")
-        holed = bgr.copy()
-        holed[mask != 0] = 255
-        return self._run_aligned(holed)
-
-    def _require_task(self, task: str) -> None:
-        if self.entry.task != task:
-            heads = {"colorize": "codeformer-colorization", "inpaint": "codeformer-inpainting"}
-            raise RuntimeError(f"{self.entry.name} is a {self.entry.task!r} model; {task}() needs load({heads[task]!r})")
-
-    def _run_aligned(self, bgr: np.ndarray) -> np.ndarray:
-        size = self.entry.face_size
-        h, w = bgr.shape[:2]
-        crop = bgr if (h, w) == (size, size) else cv2.resize(bgr, (size, size), interpolation=cv2.INTER_LINEAR)
-        out = self.forward_faces(crop[None], np.zeros((1, 5, 2), np.float32))[0]
-        return out if (h, w) == (size, size) else cv2.resize(out, (w, h), interpolation=cv2.INTER_LINEAR)
-
-
-def _gray_bgr(bgr: np.ndarray) -> np.ndarray:
-    return cv2.cvtColor(cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY), cv2.COLOR_GRAY2BGR)
 
 
 def train_forward(net: CodeFormer, batch: dict, want_rgbs: bool) -> dict:
     """Stage III (fidelity training): fusion layers and transformer learn with w = 1; the codebook and the
     decoder stay fixed (see FAMILY.training.frozen)."""
-    image, logits, _ = net(batch["lq"], w=1, adain=False)
-    return {"image": image, "logits": logits}
+    image, _, _ = net(batch["lq"], w=1, adain=False)
+    return {"image": image}
 
 
 FAMILY = Family(

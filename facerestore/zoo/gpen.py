@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import cv2
 import numpy as np
 
 from ..archs.gpen import FullGenerator
@@ -33,58 +32,17 @@ class GPENRestorer(FaceRestorer):
 
     - Output conversion as GPEN's `FaceGAN.tensor2img` (clip to [0, 1], x255, truncate to uint8) comes
       from the entries' `output_rounding="truncate"`.
-    - `colorize`, `inpaint`, `seg2face`: the tasks of the colorization / inpainting / seg2face heads,
-      on aligned face images (resized to the network size and back, as GPEN's `FaceGAN.process`).
-      `restore(photo)` also works with these heads: it finds, aligns and pastes back the faces
-      (colorization converts the face crops to grey first, as GPEN's demo does).
+    - `seg2face`: the task of the seg2face head; `colorize` and `inpaint` (the other heads) come from
+      FaceRestorer. All run on aligned face images resized to the network size and back (bilinear, as
+      GPEN's `FaceGAN.process`); `restore(photo)` also works with the heads (colorization converts the
+      face crops to grey first, as GPEN's demo does).
     """
-
-    def forward_faces(self, crops: np.ndarray, crop_landmarks: np.ndarray, seed: int | None = None) -> np.ndarray:
-        if self.entry.task == "colorize":
-            crops = np.stack([gray_bgr(crop) for crop in crops]) if len(crops) else crops
-        return super().forward_faces(crops, crop_landmarks, seed=seed)
-
-    def colorize(self, img: Any) -> np.ndarray:
-        """Colour an aligned face (grey or colour; only its luminance is used): BGR uint8 of the
-        input's size. Input: anything `restore` accepts (array, path, PIL image)."""
-        self._require_task("colorize")
-        return self._run_aligned(gray_bgr(to_bgr_uint8(img)[0]))
-
-    def inpaint(self, img: Any, mask: np.ndarray) -> np.ndarray:
-        """Fill the holes of an aligned face: `mask` (H, W), nonzero = hole. As in GPEN's demo, the
-        holes are painted white (255) in the input before the network sees it; the whole face comes
-        back as the network's output (BGR uint8 of the input's size)."""
-        self._require_task("inpaint")
-        bgr = to_bgr_uint8(img)[0]
-        mask = np.asarray(mask)
-        if mask.ndim == 3:
-            mask = mask.max(axis=2)
-        if mask.shape != bgr.shape[:2]:
-            raise ValueError(f"the mask must be {bgr.shape[:2]} (the image's height, width), got {mask.shape}")
-        holed = bgr.copy()
-        holed[mask != 0] = 255
-        return self._run_aligned(holed)
 
     def seg2face(self, seg: Any) -> np.ndarray:
         """A face from a face-parsing map: `seg` is the colour-coded parsing image (BGR uint8, as
         GPEN's demo reads its examples/segs files with cv2.imread); BGR uint8 of the input's size."""
         self._require_task("seg2face")
         return self._run_aligned(to_bgr_uint8(seg)[0])
-
-    def _require_task(self, task: str) -> None:
-        if self.entry.task != task:
-            heads = {"colorize": "gpen-colorization-1024", "inpaint": "gpen-inpainting-1024",
-                     "seg2face": "gpen-seg2face-512"}
-            raise RuntimeError(f"{self.entry.name} is a {self.entry.task!r} model; {task}() needs "
-                               f"load({heads[task]!r})")
-
-    def _run_aligned(self, bgr: np.ndarray) -> np.ndarray:
-        """Resize to the network size (cv2 bilinear, as FaceGAN.process), forward, resize back."""
-        size = self.entry.face_size
-        h, w = bgr.shape[:2]
-        crop = bgr if (h, w) == (size, size) else cv2.resize(bgr, (size, size), interpolation=cv2.INTER_LINEAR)
-        out = self.forward_faces(crop[None], np.zeros((1, 5, 2), np.float32))[0]
-        return out if (h, w) == (size, size) else cv2.resize(out, (w, h), interpolation=cv2.INTER_LINEAR)
 
 
 def train_forward(net, batch: dict, want_rgbs: bool) -> dict:
@@ -101,11 +59,6 @@ FAMILY = Family(
     training=TrainingSpec(config_archs={"gpen": "gpen-bfr-512"}, forward=train_forward, discriminator="gpen"),
     tiny=dict(size=64, style_dim=32, n_mlp=2, channel_multiplier=1, narrow=0.125),
 )
-
-
-def gray_bgr(bgr: np.ndarray) -> np.ndarray:
-    """Grey image with 3 equal channels (GPEN's colorization input: BGR -> GRAY -> BGR)."""
-    return cv2.cvtColor(cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY), cv2.COLOR_GRAY2BGR)
 
 
 def _gpen(name: str, size: int, channel_multiplier: int, narrow: float, filename: str, urls: tuple[str, ...],

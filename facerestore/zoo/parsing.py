@@ -24,7 +24,7 @@ FAMILY = Family(
 register(HelperEntry(
     name="parsenet", family=FAMILY, arch=ParseNet, arch_config=dict(in_size=512, out_size=512, parsing_ch=19),
     files=(WeightFile("parsing_parsenet.pth", (f"{_RELEASES}/v0.2.2/parsing_parsenet.pth",)),),
-    task="parse", input_size=512, aliases=("parsenet-facexlib",),
+    task="parse", aliases=("parsenet-facexlib",),
     license="MIT (facexlib); ParseNet from PSFR-GAN (Chen et al. CVPR 2021)", commercial_use=True,
     paper="Chen, Tai, Liu, Wong, Zhang. Progressive Semantic-Aware Style Transformation for Blind Face "
           "Restoration. CVPR 2021",
@@ -36,7 +36,7 @@ register(HelperEntry(
 register(HelperEntry(
     name="bisenet", family=FAMILY, arch=BiSeNet, arch_config=dict(num_class=19),
     files=(WeightFile("parsing_bisenet.pth", (f"{_RELEASES}/v0.2.0/parsing_bisenet.pth",)),),
-    task="parse", input_size=512,
+    task="parse",
     license="MIT (facexlib; BiSeNet face parsing from zllrunning/face-parsing.PyTorch, MIT)", commercial_use=True,
     paper="Yu, Wang, Peng, Gao, Yu, Sang. BiSeNet: Bilateral Segmentation Network for Real-time Semantic "
           "Segmentation. ECCV 2018",

@@ -20,23 +20,19 @@ FAMILY = Family(
     tiny=dict(num_feat=8, num_block=1, num_grow_ch=4),
 )
 
-register(HelperEntry(
-    name="realesrgan-x2plus", family=FAMILY, arch=RRDBNet,
-    arch_config=dict(num_in_ch=3, num_out_ch=3, num_feat=64, num_block=23, num_grow_ch=32, scale=2),
-    files=(WeightFile("RealESRGAN_x2plus.pth", (f"{_REPO}/releases/download/v0.2.1/RealESRGAN_x2plus.pth",),
-                      state_dict_key="params_ema"),),
-    task="upscale", scale=2, precisions=("fp32", "bf16", "fp16"), license=_LICENSE, commercial_use=True,
-    paper=_PAPER, source=_REPO,
-    description="Real-ESRGAN x2plus: 2x real-world super-resolution, GFPGAN's/CodeFormer's default background "
-                "upsampler",
-    notes="Official tiling for photos: GFPGAN tile 400 / pad 10, CodeFormer tile 400 / pad 40.",
-))
-register(HelperEntry(
-    name="realesrgan-x4plus", family=FAMILY, arch=RRDBNet,
-    arch_config=dict(num_in_ch=3, num_out_ch=3, num_feat=64, num_block=23, num_grow_ch=32, scale=4),
-    files=(WeightFile("RealESRGAN_x4plus.pth", (f"{_REPO}/releases/download/v0.1.0/RealESRGAN_x4plus.pth",),
-                      state_dict_key="params_ema"),),
-    task="upscale", scale=4, precisions=("fp32", "bf16", "fp16"), license=_LICENSE, commercial_use=True,
-    paper=_PAPER, source=_REPO,
-    description="Real-ESRGAN x4plus: 4x real-world super-resolution",
-))
+
+def _realesrgan(scale: int, release: str, description: str, notes: str = "") -> None:
+    filename = f"RealESRGAN_x{scale}plus.pth"
+    register(HelperEntry(
+        name=f"realesrgan-x{scale}plus", family=FAMILY, arch=RRDBNet,
+        arch_config=dict(num_in_ch=3, num_out_ch=3, num_feat=64, num_block=23, num_grow_ch=32, scale=scale),
+        files=(WeightFile(filename, (f"{_REPO}/releases/download/{release}/{filename}",), state_dict_key="params_ema"),),
+        task="upscale", scale=scale, precisions=("fp32", "bf16", "fp16"), license=_LICENSE, commercial_use=True,
+        paper=_PAPER, source=_REPO, description=description, notes=notes,
+    ))
+
+
+_realesrgan(2, "v0.2.1", "Real-ESRGAN x2plus: 2x real-world super-resolution, GFPGAN's/CodeFormer's default "
+                         "background upsampler",
+            "Official tiling for photos: GFPGAN tile 400 / pad 10, CodeFormer tile 400 / pad 40.")
+_realesrgan(4, "v0.1.0", "Real-ESRGAN x4plus: 4x real-world super-resolution")

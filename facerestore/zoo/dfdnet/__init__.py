@@ -14,9 +14,7 @@ import numpy as np
 import torch
 
 from ...archs.dfdnet import PARTS, SCALES, UNetDictFace, dictionary_key
-from ...face.parts import (  # noqa: F401  (the geometry DFDNet uses, importable from here)
-    LANDMARKS68_PARTS, MIN_HALF_SIZE_512, part_locations_from_landmarks5, part_locations_from_landmarks68,
-)
+from ...face.parts import part_locations_from_landmarks5, part_locations_from_landmarks68
 from ...registry import Family, TrainingSpec, WeightFile, ZooEntry, register
 from ...restorer import FaceRestorer
 
@@ -111,7 +109,7 @@ def _export_boxes(part_locations: np.ndarray | None, batch: int) -> np.ndarray:
 class DFDNetExport(torch.nn.Module):
     """image -> image for DFDNet, with the component boxes of every face fixed at export time."""
 
-    def __init__(self, net: nn.Module, part_locations: np.ndarray) -> None:
+    def __init__(self, net: UNetDictFace, part_locations: np.ndarray) -> None:
         super().__init__()
         self.net = net
         # [face][part][x1, y1, x2, y2] as Python ints: constants of the traced graph. (The network's own
