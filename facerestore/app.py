@@ -2,15 +2,11 @@
 
 Tabs: Restore (one or several photos through one or several zoo models side by side, before/after
 slider, face gallery, downloads), Relight (DPR: a light from a direction or an SH file, with the
-lit-sphere preview) and Video (only where the installed API has `restore_video`).
+lit-sphere preview) and Video (one clip through one model).
 
 The app's functions are also its HTTP API, with stable names (see README, "App"):
     /restore (image, model, fidelity, upscale) -> restored image (PNG)
     /relight (image, azimuth, elevation) -> relit image (PNG)
-
-Options that the installed API does not have yet (background upsampler, paste mode, the model's own
-default fidelity, video) are found with `inspect.signature` / `hasattr` and only then shown and
-passed, so the same app works before and after those features land.
 
 Loaded models live in a small LRU cache; every model run goes through one queue slot
 (`concurrency`, 1 by default), so two users cannot load and run models at the same time and exhaust
@@ -21,7 +17,6 @@ from __future__ import annotations
 import functools
 import gc
 import html
-import inspect
 import logging
 import math
 import os
@@ -46,16 +41,14 @@ import torch
 from . import hub
 from .api import load
 from .imageio import ImageError, read_image, write_image
-from .shlight import DEFAULT_AMBIENT, DEFAULT_INTENSITY, SHLight
 from .registry import ZooEntry, get_entry, list_models
-from .restorer import PRECISIONS, FaceRestorer, NoFaceWarning, Restorer
+from .restorer import PRECISIONS, NoFaceWarning, Restorer
+from .shlight import DEFAULT_AMBIENT, DEFAULT_INTENSITY, SHLight
 
 logger = logging.getLogger("facerestore.app")
 
-# Zoo tasks (or name prefixes) of background upsamplers, once the zoo has them (Real-ESRGAN).
-UPSAMPLER_TASKS = ("upsample", "upscale", "sr", "super-resolution", "background")
-UPSAMPLER_PREFIXES = ("realesrgan",)
-PASTE_MODES = {"model default": None, "face parsing mask": "parse", "feathered box": "box"}
+PASTE_MODES = {"model default": None, "face parsing mask (facexlib)": "parse", "eroded square (facexlib)": "box",
+               "GPEN's parsing mask": "gpen", "feathered square": "feather"}
 MAX_MODELS_AT_ONCE = 4  # side-by-side comparison: models per request
 OUTPUT_MAX_AGE_S = 3600  # result files older than this are deleted on the next request
 
@@ -72,8 +65,8 @@ class AppOptions:
     detector_weights: str | None = None
     relight_model: str = "dpr-512"
     relight_weights: str | None = None  # a local file for relight_model (used even with pretrained=False)
-    upsampler_weights: str | None = None  # passed to load() once it accepts upsampler_weights
-    parser_weights: str | None = None  # passed to load() once it accepts parser_weights
+    upsampler_weights: str | None = None  # load(..., upsampler_weights=)
+    parser_weights: str | None = None  # load(..., parser_weights=)
     max_models: int = 2  # loaded models kept in memory (LRU)
     concurrency: int = 1  # model runs at the same time, all users together
     max_queue: int = 16  # waiting requests beyond which new ones are refused
@@ -88,38 +81,9 @@ def read_upload(path: str) -> np.ndarray:
         raise ImageError(str(exc).replace(str(path), Path(path).name)) from None
 
 
-# -- what the installed API supports ----------------------------------------------------------------
-def accepts(fn: Callable, name: str) -> bool:
-    """Whether `fn` has an explicit parameter `name` (a **kwargs catch-all does not count: load()
-    passes unknown keywords on to the architecture)."""
-    try:
-        return name in inspect.signature(fn).parameters
-    except (TypeError, ValueError):
-        return False
-
-
-@dataclass(frozen=True)
-class Features:
-    upsampler: bool  # load(..., upsampler=NAME, upsampler_weights=FILE)
-    parser: bool  # load(..., parser=NAME, parser_weights=FILE)
-    paste: bool  # restore(..., paste="parse" | "box" | None)
-    fidelity_default: bool  # restore(..., fidelity=None) means the model's own default
-    video: bool  # restorer.restore_video(src, dst, ...)
-
-    @classmethod
-    def detect(cls) -> "Features":
-        fidelity = inspect.signature(FaceRestorer.restore).parameters.get("fidelity")
-        return cls(
-            upsampler=accepts(load, "upsampler"),
-            parser=accepts(load, "parser"),
-            paste=accepts(FaceRestorer.restore, "paste"),
-            fidelity_default=fidelity is not None and fidelity.default is None,
-            video=hasattr(FaceRestorer, "restore_video"),
-        )
-
-
 def upsampler_names() -> list[str]:
-    return [n for n in list_models() if get_entry(n).task in UPSAMPLER_TASKS or n.startswith(UPSAMPLER_PREFIXES)]
+    """The zoo's background upsamplers (task "upscale")."""
+    return list_models(task="upscale")
 
 
 def light_from_angles(azimuth: float, elevation: float, intensity: float = DEFAULT_INTENSITY,
@@ -203,7 +167,6 @@ class FaceRestoreApp:
 
     def __init__(self, options: AppOptions) -> None:
         self.options = options
-        self.features = Features.detect()
         self.cache = ModelCache(options.max_models)
         self.workdir = Path(tempfile.mkdtemp(prefix="facerestore-app-"))
 
@@ -224,13 +187,8 @@ class FaceRestoreApp:
         def build() -> Restorer:
             kwargs: dict[str, Any] = dict(pretrained=o.pretrained, device=o.device, precision=precision,
                                           detector=o.detector, detector_weights=o.detector_weights, progress=False)
-            if upsampler and self.features.upsampler:
-                kwargs["upsampler"] = upsampler
-                if o.upsampler_weights and accepts(load, "upsampler_weights"):
-                    kwargs["upsampler_weights"] = o.upsampler_weights
-            if o.parser_weights and self.features.parser and accepts(load, "parser_weights"):
-                kwargs["parser_weights"] = o.parser_weights
-            return load(entry.name, **kwargs)
+            return load(entry.name, upsampler=upsampler, upsampler_weights=o.upsampler_weights if upsampler else None,
+                        parser_weights=o.parser_weights, **kwargs)
 
         return self.cache.get(key, build)
 
@@ -265,14 +223,9 @@ class FaceRestoreApp:
     # -- restore ------------------------------------------------------------------------------
     def run_restore(self, restorer: Restorer, img: np.ndarray, fidelity: float | None, upscale: float,
                     paste: str | None = None) -> tuple[Any, float]:
-        """restorer.restore with the options the installed API accepts; returns (result, seconds)."""
-        kwargs: dict[str, Any] = {"upscale": float(upscale)}
-        if fidelity is not None:
-            kwargs["fidelity"] = float(fidelity)
-        elif not self.features.fidelity_default:
-            kwargs["fidelity"] = 0.0  # before the model-default fidelity exists: the model's output as is
-        if paste is not None and accepts(restorer.restore, "paste"):
-            kwargs["paste"] = paste
+        """restorer.restore (fidelity/paste None: the model's defaults); returns (result, seconds)."""
+        kwargs: dict[str, Any] = {"upscale": float(upscale), "paste": paste,
+                                  "fidelity": None if fidelity is None else float(fidelity)}
         start = time.perf_counter()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", NoFaceWarning)  # no face is reported to the user instead
@@ -413,10 +366,8 @@ class FaceRestoreApp:
             raise ValueError("Upload a video clip first.")
         restorer, _ = self.restorer(model)
         dst = self.request_dir() / f"{Path(video).stem}_{restorer.entry.name}.mp4"
-        options = {"upscale": float(upscale), "fidelity": float(fidelity)}
-        kwargs = {k: v for k, v in options.items() if accepts(restorer.restore_video, k)}
         start = time.perf_counter()
-        restorer.restore_video(video, dst, **kwargs)
+        restorer.restore_video(video, dst, upscale=float(upscale), fidelity=float(fidelity))
         return str(dst), f"{restorer.entry.name}: {time.perf_counter() - start:.1f} s"
 
 
@@ -425,7 +376,6 @@ def build_app(options: AppOptions | None = None) -> gr.Blocks:
     The returned Blocks has `.facerestore` (the FaceRestoreApp) and a queue set up; call .launch()."""
     options = options or AppOptions()
     app = FaceRestoreApp(options)
-    f = app.features
     restore_models = list_models(task="restore")
     relight_models = list_models(task="relight")
     for name, task in ((options.model, "restore"), (options.relight_model, "relight"), (options.detector, "detect")):
@@ -450,14 +400,13 @@ def build_app(options: AppOptions | None = None) -> gr.Blocks:
                     card = gr.Markdown(app.model_card([default_model]), elem_id="restore-model-card")
                     fidelity = gr.Slider(0, 1, value=0, step=0.05, label="Fidelity (0 = model output, 1 = input face)",
                                          elem_id="restore-fidelity")
-                    model_fidelity = gr.Checkbox(value=f.fidelity_default, label="Use each model's default fidelity",
-                                                 visible=f.fidelity_default)
+                    model_fidelity = gr.Checkbox(value=True, label="Use each model's default fidelity")
                     upscale = gr.Slider(1, 4, value=2, step=0.5, label="Upscale", elem_id="restore-upscale")
-                    upsamplers = upsampler_names() if f.upsampler else []
+                    upsamplers = upsampler_names()
                     upsampler = gr.Dropdown(["none", *upsamplers], value="none", label="Background upsampler",
                                             visible=bool(upsamplers), elem_id="restore-upsampler")
                     paste = gr.Dropdown(list(PASTE_MODES), value="model default", label="Paste mode",
-                                        visible=f.paste, elem_id="restore-paste")
+                                        elem_id="restore-paste")
                     precision = gr.Dropdown(precisions, value=options.precision, label="Precision",
                                             elem_id="restore-precision")
                     run = gr.Button("Restore", variant="primary", elem_id="restore-button")
@@ -516,20 +465,19 @@ def build_app(options: AppOptions | None = None) -> gr.Blocks:
                           [portrait, relight_model, *light_inputs, keep_aspect, detect],
                           [relit, sphere, relight_status], api_visibility="private", **heavy)
 
-        if f.video:
-            with gr.Tab("Video", id="video"):
-                with gr.Row():
-                    with gr.Column():
-                        clip = gr.Video(label="Short clip", sources=["upload"], elem_id="video-input")
-                        video_model = gr.Dropdown(restore_models, value=default_model, label="Model")
-                        video_fidelity = gr.Slider(0, 1, value=0, step=0.05, label="Fidelity")
-                        video_upscale = gr.Slider(1, 4, value=1, step=0.5, label="Upscale")
-                        video_run = gr.Button("Restore video", variant="primary", elem_id="video-button")
-                    with gr.Column():
-                        video_out = gr.Video(label="Restored", interactive=False, elem_id="video-output")
-                        video_status = gr.Markdown()
-                video_run.click(friendly(app.ui_video), [clip, video_model, video_fidelity, video_upscale],
-                                [video_out, video_status], api_visibility="private", **heavy)
+        with gr.Tab("Video", id="video"):
+            with gr.Row():
+                with gr.Column():
+                    clip = gr.Video(label="Short clip", sources=["upload"], elem_id="video-input")
+                    video_model = gr.Dropdown(restore_models, value=default_model, label="Model")
+                    video_fidelity = gr.Slider(0, 1, value=0, step=0.05, label="Fidelity")
+                    video_upscale = gr.Slider(1, 4, value=1, step=0.5, label="Upscale")
+                    video_run = gr.Button("Restore video", variant="primary", elem_id="video-button")
+                with gr.Column():
+                    video_out = gr.Video(label="Restored", interactive=False, elem_id="video-output")
+                    video_status = gr.Markdown()
+            video_run.click(friendly(app.ui_video), [clip, video_model, video_fidelity, video_upscale],
+                            [video_out, video_status], api_visibility="private", **heavy)
 
         # The HTTP API: fixed names and parameter order (README "App"); hidden from the page.
         with gr.Column(visible=False):

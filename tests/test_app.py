@@ -210,40 +210,36 @@ def test_restore_tab_compares_models_side_by_side(monkeypatch, tmp_path):
         app.close()
 
 
-def test_options_light_up_when_the_api_has_them(monkeypatch, tmp_path):
-    """Background upsampler, paste mode, model-default fidelity and video appear in the page and are
-    passed on only where the installed API accepts them (simulated here with stand-ins)."""
+def test_model_options_are_shown_and_passed(monkeypatch, tmp_path):
+    """Background upsampler, paste mode, the model's default fidelity and video are in the page and
+    reach load() / restore() / restore_video() (load replaced by a recording stand-in)."""
     calls = []
 
-    def load_with_upsampler(name, *, upsampler=None, upsampler_weights=None, parser=None, parser_weights=None,
-                            **kwargs):
-        calls.append(dict(name=name, upsampler=upsampler, upsampler_weights=upsampler_weights, **kwargs))
-        return SimpleNamespace(entry=get_entry(name), restore=restore_with_paste, restore_video=restore_video)
-
-    def restore_with_paste(img, *, upscale=1, fidelity=None, paste=None):
+    def restore(img, *, upscale=1, fidelity=None, paste=None):
         calls.append(dict(upscale=upscale, fidelity=fidelity, paste=paste))
         return np.zeros((2, 2, 3), np.uint8)
 
-    def restore_video(src, dst, *, upscale=1):  # no fidelity: it must not be passed
-        calls.append(dict(src=src, dst=dst, upscale=upscale))
+    def restore_video(src, dst, *, upscale=1, fidelity=None):
+        calls.append(dict(src=src, dst=dst, upscale=upscale, fidelity=fidelity))
         Path(dst).write_bytes(b"video")
 
-    monkeypatch.setattr(app_module, "load", load_with_upsampler)
-    monkeypatch.setattr(app_module, "upsampler_names", lambda: ["realesrgan-x2plus"])
-    monkeypatch.setattr(app_module.FaceRestorer, "restore", restore_with_paste, raising=True)
-    monkeypatch.setattr(app_module.FaceRestorer, "restore_video", restore_video, raising=False)
+    def recording_load(name, *, upsampler=None, upsampler_weights=None, parser_weights=None, **kwargs):
+        calls.append(dict(name=name, upsampler=upsampler, upsampler_weights=upsampler_weights, **kwargs))
+        return SimpleNamespace(entry=get_entry(name), restore=restore, restore_video=restore_video)
+
+    monkeypatch.setattr(app_module, "load", recording_load)
     options = AppOptions(pretrained=False, device="cpu", upsampler_weights=str(tmp_path / "x2.pth"))
     demo = app_module.build_app(options)
     try:
         shown = {c["props"].get("elem_id"): c["props"].get("visible") for c in demo.config["components"]}
-        assert shown["restore-upsampler"] is True and shown["restore-paste"] is True and "video-button" in shown
+        assert shown["restore-upsampler"] is True and shown["restore-paste"] is not False and "video-button" in shown
         app = demo.facerestore
         restorer, _ = app.restorer(MODEL, upsampler="realesrgan-x2plus")
         assert calls[-1]["upsampler"] == "realesrgan-x2plus" and calls[-1]["upsampler_weights"] == options.upsampler_weights
         app.run_restore(restorer, np.zeros((2, 2, 3), np.uint8), None, 2, paste="box")
         assert calls[-1] == dict(upscale=2.0, fidelity=None, paste="box")  # None: the model's own default
         out, _ = app.ui_video(str(tmp_path / "clip.mp4"), MODEL, 0.5, 2)
-        assert calls[-1] == dict(src=str(tmp_path / "clip.mp4"), dst=Path(out), upscale=2.0)
+        assert calls[-1] == dict(src=str(tmp_path / "clip.mp4"), dst=Path(out), upscale=2.0, fidelity=0.5)
     finally:
         demo.facerestore.close()
 
