@@ -1,4 +1,4 @@
-"""`load()`: from a zoo name (or a training config) to a ready `Restorer`."""
+"""`load()` and `build_model()`: from a zoo name (or a training config) to a ready Restorer (or a helper network's task object)."""
 from __future__ import annotations
 
 import dataclasses
@@ -10,7 +10,7 @@ import torch
 
 from . import hub
 from .registry import ModelEntry, ZooEntry, get_entry
-from .restorer import Restorer, default_device
+from .restorer import default_device
 
 
 def resolve_entry(name: str | os.PathLike | ModelEntry) -> ModelEntry:
@@ -95,7 +95,7 @@ def load(
     upsampler_weights: str | os.PathLike | None = None,
     progress: bool = True,
     **overrides: Any,
-) -> Restorer:
+) -> Any:
     """Build a zoo model, load its weights and wrap it for use on images.
 
     name: zoo name or alias (`facerestore models` lists them), or a training config path.
