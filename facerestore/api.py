@@ -1,4 +1,5 @@
-"""`load()` and `build_model()`: from a zoo name (or a training config) to a ready Restorer (or a helper network's task object)."""
+"""`load()` and `build_model()`: from a zoo name (or a training config) to a ready Restorer, or to a
+helper network's task object (FaceDetector, FaceParser, Upscaler)."""
 from __future__ import annotations
 
 import dataclasses
