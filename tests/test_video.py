@@ -115,7 +115,10 @@ def test_flicker_inside_restored_faces_does_not_exceed_the_inputs(vfr_clip, phot
     flicker_out = face_flicker(read_frames(dst)[0], affines, photo_faces)
     print(f"face flicker: input {flicker_in:.2f}, restored {flicker_out:.2f}")
     assert 1 < flicker_in < 20  # the measure sees real resampling noise (not a degenerate empty mask)
-    assert flicker_out <= flicker_in
+    # Detected landmarks (and so the aligned crops and the face boxes measured) move with float rounding,
+    # i.e. with the thread count and the CPU: the restored figure was seen between 6.4 and 7.9 for an input
+    # of 7.8. 5 % over the input is allowed for that; without landmark smoothing it is ~9.5 and fails.
+    assert flicker_out <= 1.05 * flicker_in
 
 
 @pytest.fixture(scope="module")
