@@ -8,7 +8,13 @@
 next to the official implementations' documented fp32 CPU figures (issue "Speed", shared/golden/README.md).
 The modes are interleaved round by round, so machine noise hits them alike; medians are shown.
 
-    python benchmarks/latency.py                                  # gfpgan, gpen, dfdnet, dpr; batch 1 and 4
+Speed is stated against the machine: the script first measures the peak of large convolutions and
+matrix products (fp32 and bf16/fp16, the same threads and layout), then prints every model's
+effective TFLOP/s (multiply-adds x 2 of one forward, counted by torch.utils.flop_counter, over the
+measured time) and its share of the peak of its precision.
+
+    python benchmarks/latency.py                                  # all restorers; batch 1 and 4
+    python benchmarks/latency.py --models codeformer,restoreformer++,realesrgan-x4plus --batch 1
     python benchmarks/latency.py --models dpr-512 --batch 1 --repeats 9
     python benchmarks/latency.py --models gfpgan-v1.4 --batch 1 --repeats 3 \
         --photo ../shared/data/real/whole/Solvay_conference_1927.png \
@@ -44,6 +50,56 @@ SHARED = Path(os.environ.get("FACERESTORE_SHARED", ROOT.parent / "shared"))
 OFFICIAL_S_PER_FACE = {("gfpgan-v1.4", 1): 4.1, ("gfpgan-v1.4", 4): 4.9, ("gpen-bfr-512", 1): 6.8,
                        ("dpr-512", 1): 0.22, ("dfdnet", 1): 14.0}
 MODE_LABELS = {"plain": "plain ops fp32", "exact": "exact fp32"}
+UPSCALE_INPUT = 128  # Real-ESRGAN entries: one 128x128 input tile per "face" (x4plus: 512x512 out)
+DEFAULT_MODELS = "gfpgan-v1.4,gpen-bfr-512,codeformer,restoreformer-plusplus,dfdnet,dpr-512,realesrgan-x4plus"
+
+
+def _best_seconds(fn: Callable[[], object], repeats: int, device: str) -> float:
+    fn()  # warm-up: oneDNN primitive creation, weight reordering
+    best = float("inf")
+    for _ in range(repeats):
+        start = time.perf_counter()
+        fn()
+        if torch.device(device).type == "cuda":
+            torch.cuda.synchronize()
+        best = min(best, time.perf_counter() - start)
+    return best
+
+
+def machine_peak(device: str, repeats: int = 5) -> dict[str, float]:
+    """TFLOP/s of large operations on this machine with the current threads: a 3x3 convolution
+    256 -> 256 channels on a 128 x 128 map (channels_last, how the models run on CPU) and a 2048^3
+    matrix product, in fp32 and in the fast precision (best of `repeats`: the peak, not the median)."""
+    fast_dtype = torch.float16 if torch.device(device).type == "cuda" else torch.bfloat16
+    peak = {}
+    conv_flops = 2 * 256 * 256 * 9 * 128 * 128
+    mm_flops = 2 * 2048 ** 3
+    for label, dtype in (("fp32", torch.float32), (fast_precision(device), fast_dtype)):
+        x = torch.randn(1, 256, 128, 128, device=device, dtype=dtype).contiguous(memory_format=torch.channels_last)
+        w = torch.randn(256, 256, 3, 3, device=device, dtype=dtype).contiguous(memory_format=torch.channels_last)
+        a = torch.randn(2048, 2048, device=device, dtype=dtype)
+        with torch.inference_mode():
+            peak[f"conv {label}"] = conv_flops / _best_seconds(lambda: torch.nn.functional.conv2d(x, w, padding=1),
+                                                              repeats, device) / 1e12
+            peak[f"matmul {label}"] = mm_flops / _best_seconds(lambda: a @ a, repeats, device) / 1e12
+    return peak
+
+
+def forward_flops(restorer, crops: np.ndarray) -> float:
+    """Floating-point operations (2 x multiply-adds of convolutions and matrix products) of one forward
+    over `crops`, counted by torch.utils.flop_counter on the network as called."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    trainable = [p for p in restorer.net.parameters() if p.requires_grad]
+    for p in trainable:  # the counter's module tracker needs no autograd graph
+        p.requires_grad_(False)
+    try:
+        with torch.no_grad(), FlopCounterMode(display=False) as counter:
+            run_once(restorer, crops, count_only=True)
+    finally:
+        for p in trainable:
+            p.requires_grad_(True)
+    return float(counter.get_total_flops())
 
 
 def face_crops(size: int, n: int) -> np.ndarray:
@@ -66,10 +122,18 @@ def prepare(restorer) -> None:
         })
 
 
-def run_once(restorer, crops: np.ndarray) -> None:
+def run_once(restorer, crops: np.ndarray, count_only: bool = False) -> None:
     from facerestore.face.align import template
 
-    if restorer.entry.task == "relight":
+    if restorer.entry.task == "upscale":  # the network on one input tile, as Upscaler.upscale runs it
+        x = torch.from_numpy(crops[..., ::-1].copy()).permute(0, 3, 1, 2).float().div(255).to(restorer.device)
+        if getattr(restorer, "benchmark_channels_last", restorer.channels_last):
+            x = x.contiguous(memory_format=torch.channels_last)
+        with contextlib.nullcontext() if count_only else restorer._precision():
+            restorer.net(x)
+    elif count_only:  # the same network call as forward_faces, under no_grad
+        restorer.net(restorer.to_tensor(crops), **restorer.entry.forward_kwargs)
+    elif restorer.entry.task == "relight":
         from facerestore.shlight import SHLight
 
         restorer.relight_crops(crops, SHLight.from_direction((1.0, 0.0, 1.0)))
@@ -89,7 +153,13 @@ def load_modes(name: str, device: str, modes: list[str]) -> dict:
     for mode in modes:
         if mode == "fast" and fast_precision(device) not in entry.precisions:
             continue
-        if mode == "plain":  # NCHW as the official code runs, whatever the entry's exact-mode layout
+        if mode == "plain" and entry.task == "upscale":  # NCHW weights and input, as the official code runs
+            restorer = facerestore.load(entry, pretrained=False, device=device)
+            for tensor in restorer.net.parameters():
+                if tensor.dim() == 4:
+                    tensor.data = tensor.data.contiguous()
+            restorer.benchmark_channels_last = False
+        elif mode == "plain":  # NCHW as the official code runs, whatever the entry's exact-mode layout
             restorer = facerestore.load(dataclasses.replace(entry, channels_last=False), pretrained=False,
                                         device=device)
         else:
@@ -115,15 +185,18 @@ def label(mode: str, restorer) -> str:
     return MODE_LABELS.get(mode, f"fast {restorer.precision}")
 
 
-def per_face_table(args) -> None:
-    print("| model | mode | batch | s/face (median) | vs plain ops | official fp32 s/face | vs official |")
-    print("|---|---|---:|---:|---:|---:|---:|")
+def per_face_table(args, peak: dict[str, float]) -> None:
+    print("| model | mode | batch | s/face (median) | vs plain ops | TFLOP/s | % of peak | official fp32 s/face "
+          "| vs official |")
+    print("|---|---|---:|---:|---:|---:|---:|---:|---:|")
     for name in args.models.split(","):
         name = facerestore.get_entry(name).name
         loaded = load_modes(name, args.device, args.modes)
-        size = next(iter(loaded.values())).entry.face_size
+        first = next(iter(loaded.values()))
+        size = UPSCALE_INPUT if first.entry.task == "upscale" else first.entry.face_size
         for batch in args.batch:
             crops = face_crops(size, batch)
+            flops = forward_flops(first, crops) / batch
             times: dict[str, list[float]] = {mode: [] for mode in loaded}
             for mode, restorer in loaded.items():  # warm-up (allocations, oneDNN kernel selection)
                 timed(restorer, mode, lambda: run_once(restorer, crops))
@@ -136,8 +209,11 @@ def per_face_table(args) -> None:
                 seconds = statistics.median(samples)
                 versus_plain = f"{plain / seconds:.2f}×" if plain else ""
                 versus_official = f"{official / seconds:.2f}×" if official else ""
+                tflops = flops / seconds / 1e12
+                precision = "fp32" if mode in ("plain", "exact") else loaded[mode].precision
+                share = tflops / peak[f"conv {precision}"] if f"conv {precision}" in peak else float("nan")
                 print(f"| {name} | {label(mode, loaded[mode])} | {batch} | {seconds:.3f} | {versus_plain} | "
-                      f"{official or ''} | {versus_official} |", flush=True)
+                      f"{tflops:.3f} | {share:.0%} | {official or ''} | {versus_official} |", flush=True)
 
 
 def photo_table(args) -> None:
@@ -170,7 +246,7 @@ def photo_table(args) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--models", default="gfpgan-v1.4,gpen-bfr-512,dfdnet,dpr-512")
+    parser.add_argument("--models", default=DEFAULT_MODELS)
     parser.add_argument("--batch", type=int, nargs="+", default=[1, 4])
     parser.add_argument("--modes", nargs="+", default=["plain", "exact", "fast"], choices=["plain", "exact", "fast"])
     parser.add_argument("--repeats", type=int, default=5)
@@ -188,8 +264,10 @@ def main() -> None:
         machine += f", {torch.cuda.get_device_name()}"
     print(f"machine: {machine}, {os.cpu_count()} logical CPUs, torch {torch.__version__}, threads {args.threads}, "
           f"device {args.device}, {time.strftime('%Y-%m-%d')}\n")
+    peak = machine_peak(args.device)
+    print("machine peak (TFLOP/s): " + ", ".join(f"{k} {v:.3f}" for k, v in peak.items()) + "\n")
     if not args.no_faces:
-        per_face_table(args)
+        per_face_table(args, peak)
     if args.photo:
         photo_table(args)
 

@@ -3,14 +3,18 @@ modulated convolution's batch and single-sample formulations against the referen
 weights, grouped convolution)."""
 from __future__ import annotations
 
+import contextlib
 import math
 
 import pytest
 import torch
 import torch.nn.functional as F
 
+import facerestore
+from facerestore.archs.ops import official_ops
 from facerestore.archs.stylegan2 import (CLEAN, ORIGINAL, FIRFilter, ModulatedConv2d, StyleConv, StyledConv,
-                                         Variant, fused_leaky_relu, log2_size, make_fir_kernel, upfirdn2d)
+                                         Variant, fused_leaky_relu, log2_size, make_fir_kernel, upfirdn2d,
+                                         upfirdn2d_reference)
 
 
 def upfirdn2d_by_definition(x, kernel, up, down, pad):
@@ -38,6 +42,7 @@ def test_upfirdn2d_matches_its_definition(up, down, pad):
     expected = upfirdn2d_by_definition(x, kernel, up, down, pad)
     actual = upfirdn2d(x, kernel, up=up, down=down, pad=pad)
     assert actual.shape == expected.shape
+    torch.testing.assert_close(upfirdn2d_reference(x, kernel, up, down, pad), expected, rtol=0, atol=1e-12)
     torch.testing.assert_close(actual, expected, rtol=0, atol=1e-12)
     # channels_last input gives the same result
     actual_cl = upfirdn2d(x.contiguous(memory_format=torch.channels_last), kernel, up=up, down=down, pad=pad)
@@ -137,3 +142,28 @@ def test_log2_size_rejects_non_powers_of_two():
     assert log2_size(512) == 9
     with pytest.raises(ValueError, match="power of two"):
         log2_size(500)
+
+
+@pytest.mark.parametrize("name", ["gfpgan-v1.4", "gfpgan-v1", "gpen-bfr-256"])
+@pytest.mark.parametrize("batch", [1, 2])
+def test_official_ops_run_the_reference_sequence_with_the_same_result(name, batch):
+    """official_ops() (the speed baseline of benchmarks/latency.py) switches the StyleGAN2 layers to the
+    reference op sequence (per-sample weights, grouped convolution, upfirdn2d by reshape and pad,
+    separate bias/noise/activation passes); the whole network computes the same function (float32
+    rounding of a different summation order: ~2e-6 seen on outputs of magnitude ~3)."""
+    entry = facerestore.get_entry(name)
+    torch.manual_seed(0)
+    restorer = facerestore.load(entry, pretrained=False, device="cpu", **entry.family.tiny)
+    with torch.no_grad():
+        for tensor_name, p in restorer.net.named_parameters():
+            if tensor_name.endswith("weight") and p.numel() == 1:
+                p.fill_(0.3)  # noise strengths (zero when untrained): the noise path counts too
+    size = restorer.entry.face_size
+    x = torch.rand(batch, 3, size, size, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    outputs = []
+    for context in (contextlib.nullcontext(), official_ops()):
+        torch.manual_seed(2)  # the same fresh noise in both runs
+        with torch.no_grad(), context:
+            out = restorer.net(x, **entry.forward_kwargs)
+        outputs.append(out[0] if isinstance(out, tuple) else out)
+    torch.testing.assert_close(outputs[1], outputs[0], rtol=0, atol=2e-5)

@@ -87,3 +87,18 @@ def test_codeformer_whole_photo_with_the_real_detector():
         x1, y1, x2, y2 = face.box.astype(int)
         assert np.abs(result.image[y1:y2, x1:x2].astype(int) - photo[y1:y2, x1:x2]).mean() > 5
     assert np.array_equal(result.image[:5, :5], photo[:5, :5])  # far from the faces: the input's pixels
+
+
+@pytest.mark.parametrize("heads", [1, 4])
+def test_attention_official_sequence_is_the_same_function(heads):
+    """official_ops() (the latency baseline) runs the official bmm-softmax-bmm attention; the fast path
+    is scaled_dot_product_attention. float64: they agree to rounding."""
+    from facerestore.archs.ops import official_ops
+    from facerestore.archs.vqgan import spatial_attention
+
+    gen = torch.Generator().manual_seed(0)
+    q, k, v = (torch.randn(2, 16, 5, 6, dtype=torch.float64, generator=gen) for _ in range(3))
+    fast = spatial_attention(q, k, v, heads)
+    with official_ops():
+        official = spatial_attention(q, k, v, heads)
+    torch.testing.assert_close(official, fast, rtol=0, atol=1e-12)

@@ -21,6 +21,11 @@ Speed (the maths is unchanged, only the order of float operations):
   convolution), and modulates the activations for a batch (one convolution shared by all samples)
   instead of the reference's per-sample grouped convolution;
 - equalized linear layers scale their (small) output instead of their (large) weight.
+
+Inside `facerestore.archs.ops.official_ops()` the layers run the reference op sequence instead
+(upfirdn2d by reshape, pad and a single-channel convolution; per-sample modulated weights and one
+grouped convolution; bias, noise and activation as separate passes): the baseline that
+`benchmarks/latency.py` measures the speed-ups against.
 """
 from __future__ import annotations
 
@@ -31,6 +36,8 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from .ops import fast_ops_enabled
 
 SQRT2 = math.sqrt(2.0)
 
@@ -68,6 +75,8 @@ def upfirdn2d(x: torch.Tensor, kernel: torch.Tensor, up: int = 1, down: int = 1,
 
     Output size per axis: (size * up + pad[0] + pad[1] - k) // down + 1.
     """
+    if not fast_ops_enabled():
+        return upfirdn2d_reference(x, kernel, up, down, pad)
     channels = x.shape[1]
     kh, kw = kernel.shape
     p0, p1 = pad
@@ -85,11 +94,30 @@ def upfirdn2d(x: torch.Tensor, kernel: torch.Tensor, up: int = 1, down: int = 1,
     return F.conv2d(F.pad(x, [p0, p1, p0, p1]), weight, stride=down, groups=channels)
 
 
+def upfirdn2d_reference(x: torch.Tensor, kernel: torch.Tensor, up: int = 1, down: int = 1,
+                        pad: tuple[int, int] = (0, 0)) -> torch.Tensor:
+    """upfirdn2d as the reference implementation computes it (the official_ops() baseline): zero
+    insertion by reshape and pad, padding, one single-channel convolution over N*C maps, strided slicing."""
+    n, c, h, w = x.shape
+    kh, kw = kernel.shape
+    p0, p1 = pad
+    out = x.reshape(n * c, h, 1, w, 1)
+    out = F.pad(out, [0, up - 1, 0, 0, 0, up - 1]).reshape(n * c, 1, h * up, w * up)
+    out = F.pad(out, [max(p0, 0), max(p1, 0), max(p0, 0), max(p1, 0)])
+    out = out[:, :, max(-p0, 0):out.shape[2] - max(-p1, 0), max(-p0, 0):out.shape[3] - max(-p1, 0)]
+    out = F.conv2d(out, kernel.flip(0, 1).view(1, 1, kh, kw).to(device=x.device, dtype=x.dtype))
+    out = out[:, :, ::down, ::down]
+    return out.reshape(n, c, out.shape[2], out.shape[3])
+
+
 def fused_leaky_relu(x: torch.Tensor, bias: torch.Tensor | None, negative_slope: float = 0.2,
                      scale: float = SQRT2) -> torch.Tensor:
     """StyleGAN2's fused bias + activation: leaky_relu(x + bias, 0.2) * sqrt(2), bias on dim 1.
 
     Computed as leaky_relu(scale * x + scale * bias) (the same for scale > 0) in two passes."""
+    if not fast_ops_enabled():  # the reference's CPU fallback: three passes
+        out = x + bias.view(1, -1, *([1] * (x.ndim - 2))) if bias is not None else x
+        return F.leaky_relu(out, negative_slope) * scale
     if bias is None:
         return F.leaky_relu_(x * scale, negative_slope)
     b = bias.view(1, -1, *([1] * (x.ndim - 2))) * scale
@@ -339,6 +367,10 @@ class ModulatedConv2d(nn.Module):
                 bias: torch.Tensor | None = None) -> torch.Tensor:
         """gain * (modulated convolution of x) + bias; `gain` and the per-output-channel `bias` (out,)
         are fused into the convolution (the layers after it pass their activation gain and bias)."""
+        if not fast_ops_enabled():
+            out = self.reference_forward(x, style)
+            out = out * gain if gain != 1.0 else out
+            return out if bias is None else out + bias.view(1, -1, 1, 1).to(out.dtype)
         b, c = x.shape[:2]
         # style and demodulation maths in (at least) float32, also under autocast / with half weights
         dtype = torch.promote_types(self.weight.dtype, torch.float32)
@@ -359,6 +391,26 @@ class ModulatedConv2d(nn.Module):
             return out if bias is None else out + bias.view(1, -1, 1, 1).to(out.dtype)
         out_scale = out_scale.view(b, -1, 1, 1).to(out.dtype)
         return out * out_scale if bias is None else torch.addcmul(bias.view(1, -1, 1, 1).to(out.dtype), out, out_scale)
+
+    def reference_forward(self, x: torch.Tensor, style: torch.Tensor) -> torch.Tensor:
+        """The reference op sequence (official_ops() baseline): per-sample modulated (and demodulated)
+        weights (B, out, in, k, k) and one grouped convolution over the batch."""
+        b, c, h, w = x.shape
+        k, out_channels = self.kernel_size, self.out_channels
+        weight = self.weight * self.weight_gain * self.modulation(style).view(b, 1, c, 1, 1)
+        if self.demodulate:
+            weight = weight * torch.rsqrt(weight.pow(2).sum([2, 3, 4]) + self.eps).view(b, out_channels, 1, 1, 1)
+        weight = weight.to(x.dtype)
+        if not self.upsample or self.clean:
+            if self.upsample:
+                x = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
+                h, w = h * 2, w * 2
+            out = F.conv2d(x.reshape(1, b * c, h, w), weight.reshape(b * out_channels, c, k, k),
+                           padding=self.padding, groups=b)
+            return out.reshape(b, out_channels, h, w)
+        weight = weight.transpose(1, 2).reshape(b * c, out_channels, k, k)
+        out = F.conv_transpose2d(x.reshape(1, b * c, h, w), weight, stride=2, groups=b)
+        return self.blur(out.reshape(b, out_channels, out.shape[2], out.shape[3]))
 
     def _convolve(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
         weight = weight.to(x.dtype)
@@ -411,6 +463,12 @@ class StyleConv(nn.Module):
     def forward(self, x: torch.Tensor, style: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
         # original: leaky(conv + w * noise + b) * sqrt(2) = leaky(sqrt(2) conv + sqrt(2) w * noise + sqrt(2) b)
         # clean:    leaky(sqrt(2) conv + w * noise + b)
+        if not fast_ops_enabled():  # the reference sequence: separate passes
+            out = self.modulated_conv(x, style)
+            noise = random_noise(out) if noise is None else noise
+            if self.clean:
+                return F.leaky_relu(out * SQRT2 + self.weight * noise + self.bias, 0.2)
+            return self.activate(out + self.weight * noise)
         # the sqrt(2) gain of the conv and the bias are fused into the modulated convolution
         bias = self.bias.view(-1) if self.clean else self.activate.bias * SQRT2
         out = self.modulated_conv(x, style, gain=SQRT2, bias=bias)
@@ -434,7 +492,7 @@ class StyledConv(nn.Module):
         self.activate = FusedLeakyReLU(out_channels * (2 if isconcat else 1))
 
     def forward(self, x: torch.Tensor, style: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
-        if not self.noise.concat:
+        if not self.noise.concat or not fast_ops_enabled():  # (the reference sequence: separate passes)
             return self.activate(self.noise(self.conv(x, style), noise))
         # leaky(cat([conv, w * feature]) + b) * sqrt(2), with the sqrt(2) gain and the first half of the
         # bias fused into the modulated convolution and the second half into the weighted feature
