@@ -87,15 +87,16 @@ def machine_peak(device: str, repeats: int = 5) -> dict[str, float]:
 
 def forward_flops(restorer, crops: np.ndarray) -> float:
     """Floating-point operations (2 x multiply-adds of convolutions and matrix products) of one forward
-    over `crops`, counted by torch.utils.flop_counter on the network as called."""
+    over `crops`, counted by torch.utils.flop_counter on the plain op sequence (official_ops(): the
+    counter does not know oneDNN's fused convolutions; the arithmetic is the same)."""
     from torch.utils.flop_counter import FlopCounterMode
 
     trainable = [p for p in restorer.net.parameters() if p.requires_grad]
-    for p in trainable:  # the counter's module tracker needs no autograd graph
+    for p in trainable:  # the counter's module tracker fails on parameters that require grad in inference mode
         p.requires_grad_(False)
     try:
-        with torch.no_grad(), FlopCounterMode(display=False) as counter:
-            run_once(restorer, crops, count_only=True)
+        with official_ops(), FlopCounterMode(display=False) as counter:
+            run_once(restorer, crops)
     finally:
         for p in trainable:
             p.requires_grad_(True)
@@ -122,17 +123,15 @@ def prepare(restorer) -> None:
         })
 
 
-def run_once(restorer, crops: np.ndarray, count_only: bool = False) -> None:
+def run_once(restorer, crops: np.ndarray) -> None:
     from facerestore.face.align import template
 
     if restorer.entry.task == "upscale":  # the network on one input tile, as Upscaler.upscale runs it
         x = torch.from_numpy(crops[..., ::-1].copy()).permute(0, 3, 1, 2).float().div(255).to(restorer.device)
         if getattr(restorer, "benchmark_channels_last", restorer.channels_last):
             x = x.contiguous(memory_format=torch.channels_last)
-        with contextlib.nullcontext() if count_only else restorer._precision():
+        with restorer._precision():
             restorer.net(x)
-    elif count_only:  # the same network call as forward_faces, under no_grad
-        restorer.net(restorer.to_tensor(crops), **restorer.entry.forward_kwargs)
     elif restorer.entry.task == "relight":
         from facerestore.shlight import SHLight
 
