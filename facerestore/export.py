@@ -14,6 +14,14 @@ the network size, N the batch, dynamic unless said otherwise):
   DFDNet: the component boxes are constants (those of the FFHQ template at 512 by default, or
   `part_locations=`) and the batch size is fixed: the network turns the boxes into Python ints and
   loops over faces, so neither can be an input of a traced graph.
+- CodeFormer (codeformer, -colorization, -inpainting): `image` (N,3,S,S) RGB in [-1, 1] and `w`, a
+  float32 scalar (0-d tensor): the fidelity weight, set per call (0 = the codebook's face, 1 = closest
+  to the input; the entries' official values 0.5 / 0 / 1 are in the metadata) -> `output` (N,3,S,S)
+  and `tokens` (N,L) int64, the chosen code of each of the L = (S/32)^2 latent positions (row-major).
+  The inpainting graph includes the official blend (input kept outside pure-white holes). With
+  `fidelity=` the export fixes w as a constant instead and `image` is the only input.
+- RestoreFormer / RestoreFormer++: `image` -> `output` and `indices` (N,L) int64, the quantizer's
+  nearest code per latent position (row-major).
 - DPR (relight): `L` (N,1,S,S) lightness in [0, 1] (OpenCV Lab L / 255) and `sh` (N,9) target SH
   light -> `relit` (N,1,S,S) in [0, 1] and `light` (N,9), the SH light estimated for the input.
 - RetinaFace (detect): `image` (N,3,S,S) BGR in 0..255 (mean subtraction is in the graph) ->
@@ -23,6 +31,7 @@ the network size, N the batch, dynamic unless said otherwise):
 ONNX goes through torch.onnx's torch.export-based exporter (needs the `onnxscript` package; opset >=
 18). The written file carries its conventions in `metadata_props` (`facerestore.*` keys, see
 `read_metadata`), including the measured check. TorchScript is `torch.jit.trace` of the same wrapper.
+The check compares integer outputs (tokens, indices) exactly.
 """
 from __future__ import annotations
 
@@ -97,6 +106,49 @@ class DetectorExport(nn.Module):
                 landmarks.reshape(n, p, 5, 2) * self.scale)
 
 
+class CodeFormerExport(nn.Module):
+    """image, w (0-d tensor) -> output, tokens: CodeFormer called as its entry's official call (adain, the
+    inpainting blend) with the fidelity weight as an input of the graph."""
+
+    def __init__(self, net: nn.Module, adain: bool, inpaint: bool) -> None:
+        super().__init__()
+        self.net, self.adain, self.inpaint = net, adain, inpaint
+
+    def restore(self, image: torch.Tensor, w: float | torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        from .archs.codeformer import inpaint_blend
+
+        out, logits, _ = self.net(image, w=w, adain=self.adain)
+        if self.inpaint:
+            out = inpaint_blend(image, out)
+        return out, logits.argmax(dim=2)  # the tokens the network looked up (first index on ties, as ONNX)
+
+    def forward(self, image: torch.Tensor, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return self.restore(image, w)
+
+
+class CodeFormerFixedExport(CodeFormerExport):
+    """image -> output, tokens with w a constant of the graph (w = 0 skips the fusion, as the network does)."""
+
+    def __init__(self, net: nn.Module, adain: bool, inpaint: bool, w: float) -> None:
+        super().__init__(net, adain, inpaint)
+        self.w = float(w)
+
+    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:  # type: ignore[override]
+        return self.restore(image, self.w)
+
+
+class RestoreFormerExport(nn.Module):
+    """image -> output, indices (N, L): the image and the quantizer's chosen code per latent position."""
+
+    def __init__(self, net: nn.Module) -> None:
+        super().__init__()
+        self.net = net
+
+    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        out, indices = self.net(image)
+        return out, indices.reshape(image.shape[0], -1)
+
+
 @dataclass
 class ExportSpec:
     """A network wrapped for export, with example inputs and its documented convention."""
@@ -155,19 +207,26 @@ def _uniform(shape: tuple[int, ...], low: float, high: float) -> Callable[[torch
 
 
 def export_spec(net: nn.Module, entry: ModelEntry, *, size: int | None = None, batch: int = 1,
-                part_locations: np.ndarray | None = None) -> ExportSpec:
+                part_locations: np.ndarray | None = None, fidelity: float | None = None) -> ExportSpec:
     """Wrap `net` (of zoo entry `entry`) in its export signature (see the module docstring).
 
     size: input side; default the network size (restorers, DPR) or 640 (detectors).
     batch: the batch of the example inputs (and DFDNet's fixed batch).
     part_locations: for networks that take facial component boxes (DFDNet), (4,4) or (batch,4,4)
         boxes [x1,y1,x2,y2] of left eye, right eye, nose, mouth in the 512 face (default: from the
-        FFHQ template's 5 points). The wrapper is the entry's family's `export` function."""
+        FFHQ template's 5 points).
+    fidelity: for networks that take the fidelity weight (CodeFormer's w): fix it as a constant of the
+        graph; None (default) makes it an input. The wrapper is the entry's family's `export` function."""
     from . import __version__
 
     if batch < 1:
         raise ValueError(f"batch must be >= 1, got {batch}")
-    options = {"part_locations": part_locations} if part_locations is not None else {}
+    options: dict[str, Any] = {"part_locations": part_locations} if part_locations is not None else {}
+    if fidelity is not None:
+        if entry.family.fidelity_argument is None:
+            raise ValueError(f"fidelity is not part of the {entry.name} network (for its family it is a pixel blend "
+                             "with the input, done outside the exported graph): export without fidelity")
+        options["fidelity"] = fidelity
     if entry.family.export is None:
         raise ValueError(f"{entry.name} has no export signature ({entry.family.name} networks are not exportable)")
     spec = import_object(entry.family.export)(net, entry, size=size, batch=batch, **options)
@@ -226,6 +285,43 @@ def face_net_spec(net: nn.Module, entry: ZooEntry, size: int | None = None, batc
     return ExportSpec(FaceNetExport(net, forward_kwargs), make, ("image",), ("output",), True, None, metadata)
 
 
+def codeformer_spec(net: nn.Module, entry: ZooEntry, size: int | None = None, batch: int = 1,
+                    fidelity: float | None = None, **_options: Any) -> ExportSpec:
+    """CodeFormer: image, w -> output, tokens (w fixed when `fidelity` is given)."""
+    make_image, metadata, net_size = face_image_io(net, entry, size)
+    forward_kwargs = dict(entry.forward_kwargs)
+    official_w = forward_kwargs.get("w", entry.family.fidelity)
+    inpaint = entry.task == "inpaint"
+    latent = getattr(net, "latent_res", net_size // 32) ** 2
+    metadata["outputs"] += (f"; tokens: int64 (N,{latent}) the chosen code of each latent position (row-major)"
+                            + ("; the input is kept outside its pure-white holes (all channels 1.0)" if inpaint else ""))
+    metadata["notes"] = "fixed input size"
+    if fidelity is None:
+        module: nn.Module = CodeFormerExport(net, bool(forward_kwargs.get("adain", False)), inpaint)
+        names: tuple[str, ...] = ("image", "w")
+        metadata["inputs"] += (f"; w: float32 scalar (0-d), fidelity weight in [0, 1]: 0 = the codebook's face, "
+                               f"1 = closest to the input (official: {official_w:g})")
+        metadata["fidelity"] = f"input w (official {official_w:g})"
+
+        def make(n: int, rng: torch.Generator) -> tuple[torch.Tensor, ...]:  # a w in (0, 1): the fusion runs
+            return (*make_image(n, rng), torch.rand((), generator=rng))
+    else:
+        module = CodeFormerFixedExport(net, bool(forward_kwargs.get("adain", False)), inpaint, fidelity)
+        names, make = ("image",), make_image
+        metadata["fidelity"] = f"w={fidelity:g} (fixed at export)"
+    return ExportSpec(module, make, names, ("output", "tokens"), True, None, metadata)
+
+
+def restoreformer_spec(net: nn.Module, entry: ZooEntry, size: int | None = None, batch: int = 1,
+                       **_options: Any) -> ExportSpec:
+    """RestoreFormer / RestoreFormer++: image -> output, indices."""
+    make, metadata, net_size = face_image_io(net, entry, size)
+    latent = (net_size // 2 ** (len(net.decoder.up) - 1)) ** 2
+    metadata["outputs"] += f"; indices: int64 (N,{latent}) the quantizer's code of each latent position (row-major)"
+    metadata["notes"] = "fixed input size"
+    return ExportSpec(RestoreFormerExport(net), make, ("image",), ("output", "indices"), True, None, metadata)
+
+
 def face_image_io(net: nn.Module, entry: ZooEntry, size: int | None
                   ) -> tuple[Callable[[int, torch.Generator], tuple[torch.Tensor, ...]], dict[str, str], int]:
     """(example-input maker, documented input/output metadata, network size) of a face image network."""
@@ -261,6 +357,7 @@ def export_onnx(
     dynamic_batch: bool = True,
     size: int | None = None,
     part_locations: np.ndarray | None = None,
+    fidelity: float | None = None,
     check: bool = True,
     tolerance: float = DEFAULT_TOLERANCE,
     **overrides: Any,
@@ -275,15 +372,17 @@ def export_onnx(
         input and output symbolic ("N"), except for DFDNet, whose batch is always fixed.
     size: input side (restorers: must be the network's; DPR: any multiple of 16 (1024 model: 32);
         detectors: the fixed square input, default 640).
+    fidelity: CodeFormer only: fix w as a constant of the graph (default: `w` is an input).
     check: run the file with onnxruntime on the CPU on a random input and compare with PyTorch; an
-        output off by more than `tolerance` x max(1, max |output|) raises ExportError. The measured
+        output off by more than `tolerance` x max(1, max |output|), or an integer output (tokens,
+        indices) that differs at all, raises ExportError. The measured
         max |diff| is stored in the file's metadata (`read_metadata(path)["check_max_abs_diff"]`).
     """
     onnx = _require("onnx")
     if opset < MIN_OPSET:
         raise ValueError(f"opset must be >= {MIN_OPSET} (the torch.export-based ONNX exporter), got {opset}")
     net, entry, weights_note = _load(model, weights, pretrained, size, overrides)
-    spec = export_spec(net, entry, size=size, batch=batch, part_locations=part_locations)
+    spec = export_spec(net, entry, size=size, batch=batch, part_locations=part_locations, fidelity=fidelity)
     dynamic = dynamic_batch and spec.dynamic_batch
     program = _torch_onnx_export(spec, batch, dynamic, opset)
     proto = program.model_proto
@@ -321,7 +420,7 @@ def _torch_onnx_export(spec: ExportSpec, batch: int, dynamic: bool, opset: int):
     dynamic_shapes = None
     if dynamic:
         n = torch.export.Dim("N", min=1, max=4096)
-        dynamic_shapes = {name: {0: n} for name in spec.input_names}
+        dynamic_shapes = {name: {0: n} if x.dim() else None for name, x in zip(spec.input_names, example)}
     try:
         # official_ops: the plain op sequence (no oneDNN-only fused convolutions) is what exports
         with torch.no_grad(), official_ops(), warnings.catch_warnings():
@@ -353,7 +452,8 @@ def run_onnx(model: Any, inputs: tuple[torch.Tensor, ...] | tuple[np.ndarray, ..
 def _run_torch(module: nn.Module, inputs: tuple[torch.Tensor, ...]) -> list[np.ndarray]:
     with torch.inference_mode():
         out = module(*inputs)
-    return [t.float().numpy() for t in (out if isinstance(out, (tuple, list)) else (out,))]
+    return [(t.float() if t.is_floating_point() else t).numpy()
+            for t in (out if isinstance(out, (tuple, list)) else (out,))]
 
 
 def compare_outputs(reference: list[np.ndarray], actual: list[np.ndarray]) -> list[float]:
@@ -395,6 +495,7 @@ def export_torchscript(
     batch: int = 1,
     size: int | None = None,
     part_locations: np.ndarray | None = None,
+    fidelity: float | None = None,
     check: bool = True,
     tolerance: float = DEFAULT_TOLERANCE,
     **overrides: Any,
@@ -404,7 +505,7 @@ def export_torchscript(
     loaded back and compared with the module on a random input. Traced on the CPU: load it with
     `torch.jit.load(path, map_location=...)`; the batch size may vary (except DFDNet)."""
     net, entry, weights_note = _load(model, weights, pretrained, size, overrides)
-    spec = export_spec(net, entry, size=size, batch=batch, part_locations=part_locations)
+    spec = export_spec(net, entry, size=size, batch=batch, part_locations=part_locations, fidelity=fidelity)
     example = spec.inputs(batch + 1 if spec.dynamic_batch else batch)  # see _torch_onnx_export
     with torch.no_grad(), _quiet_jit(), official_ops():  # portable ops only (see _torch_onnx_export)
         traced = torch.jit.trace(spec.module, example, check_trace=False)
@@ -442,10 +543,12 @@ def read_torchscript_metadata(path: str | os.PathLike) -> dict[str, str]:
 def check_outputs(reference: list[np.ndarray], actual: list[np.ndarray], names: tuple[str, ...],
                   tolerance: float = DEFAULT_TOLERANCE, runtime: str = "exported") -> list[float]:
     """Max |actual - reference| per output; ExportError when one exceeds tolerance x max(1, max |reference|)
-    (relative to the output's scale: images in [-1, 1], boxes in pixels)."""
+    (relative to the output's scale: images in [-1, 1], boxes in pixels), or when an integer output (code
+    tokens, indices) differs at all."""
     diffs = compare_outputs(reference, actual)
-    off = [f"{name}: max |diff| {diff:.3g} (allowed {tolerance * _scale(ref):.3g})"
-           for name, diff, ref in zip(names, diffs, reference) if not diff <= tolerance * _scale(ref)]
+    allowed = [0.0 if np.issubdtype(ref.dtype, np.integer) else tolerance * _scale(ref) for ref in reference]
+    off = [f"{name}: max |diff| {diff:.3g} (allowed {limit:.3g})"
+           for name, diff, limit in zip(names, diffs, allowed) if not diff <= limit]
     if off:
         raise ExportError(f"the {runtime} model does not reproduce PyTorch: {'; '.join(off)}. Please report "
                           "this with the model name and your torch/onnx/onnxruntime versions; pass "

@@ -158,7 +158,7 @@ class FuseSftBlock(nn.Module):
         self.shift = FusedSequential(nn.Conv2d(in_ch, out_ch, kernel_size=3, padding=1), nn.LeakyReLU(0.2, True),
                                      nn.Conv2d(out_ch, out_ch, kernel_size=3, padding=1))
 
-    def forward(self, enc_feat: torch.Tensor, dec_feat: torch.Tensor, w: float = 1) -> torch.Tensor:
+    def forward(self, enc_feat: torch.Tensor, dec_feat: torch.Tensor, w: float | torch.Tensor = 1) -> torch.Tensor:
         enc_feat = self.encode_enc(torch.cat([enc_feat, dec_feat], dim=1))
         scale = self.scale(enc_feat)
         shift = self.shift(enc_feat)
@@ -206,10 +206,11 @@ class CodeFormer(nn.Module):
             channels = self.channels[int(size)]
             self.fuse_convs_dict[size] = FuseSftBlock(channels, channels)
 
-    def forward(self, x: torch.Tensor, w: float = 0, detach_16: bool = True, code_only: bool = False,
+    def forward(self, x: torch.Tensor, w: float | torch.Tensor = 0, detach_16: bool = True, code_only: bool = False,
                 adain: bool = False):
         """(out, logits, lq_feat): the restored face (B, 3, H, W) in [-1, 1], the code logits
         (B, latent_size, codebook_size) in float32, and the encoder output (B, emb_dim, h, w).
+        w may be a 0-d tensor (the fidelity input of an exported graph).
         code_only=True returns (logits, lq_feat) without decoding."""
         if x.dim() != 4 or tuple(x.shape[-2:]) != (self.img_size, self.img_size):
             raise ValueError(f"CodeFormer takes (B, 3, {self.img_size}, {self.img_size}) faces, got {tuple(x.shape)}; "
@@ -250,9 +251,12 @@ class CodeFormer(nn.Module):
 
         x = quant_feat
         generator_taps = {self.generator.fuse_index[size]: size for size in fuse_sizes}
+        # A tensor w (an exported graph's input) always runs the fusion: at w = 0 it adds 0 * (finite
+        # features), which leaves the decoder features exactly as skipping it does.
+        fuse = isinstance(w, torch.Tensor) or w > 0
         for i, block in enumerate(self.generator.blocks):
             x = block(x)
-            if i in generator_taps and w > 0:
+            if i in generator_taps and fuse:
                 size = generator_taps[i]
                 x = self.fuse_convs_dict[str(size)](enc_feats[size].detach(), x, w)
         return x, logits, lq_feat

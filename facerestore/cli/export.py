@@ -17,6 +17,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--opset", type=int, default=18, help="ONNX opset, >= 18 (default 18)")
     p.add_argument("--size", type=int, help="input side: detectors (default 640) and DPR (multiple of 16); "
                                             "for GFP-GAN/GPEN it builds the network at that size")
+    p.add_argument("--fidelity", type=float, metavar="W",
+                   help="CodeFormer only: fix its fidelity weight w in the graph (default: w is a second input, "
+                        "a float32 scalar, set at inference)")
     p.add_argument("--batch", type=int, default=1, help="batch of the example input and the check (default 1)")
     p.add_argument("--static-batch", action="store_true", help="fix the batch size instead of a dynamic axis")
     p.add_argument("--check", action=argparse.BooleanOptionalAction, default=True,
@@ -28,7 +31,7 @@ def run(args: argparse.Namespace) -> int:
     from ..export import export_onnx, export_torchscript, read_metadata, read_torchscript_metadata
 
     common = dict(weights=args.weights, pretrained=not args.no_pretrained, batch=args.batch, size=args.size,
-                  check=args.check)
+                  fidelity=args.fidelity, check=args.check)
     if args.onnx:
         path = export_onnx(args.name, args.onnx, opset=args.opset, dynamic_batch=not args.static_batch, **common)
         metadata, what = read_metadata(path), f"ONNX, opset {args.opset}"

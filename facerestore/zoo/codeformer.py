@@ -57,6 +57,7 @@ FAMILY = Family(
     paste="parse",  # inference_codeformer.py: facexlib FaceRestoreHelper(use_parse=True)
     fidelity=0.5,
     fidelity_argument="w",
+    export="facerestore.export:codeformer_spec",  # image, w -> output, tokens (w an input of the graph)
     tiny=dict(dim_embd=64, n_head=4, n_layers=2, codebook_size=32, latent_size=64, connect_list=["16", "32"],
               img_size=32, nf=32, ch_mult=(1, 1, 2), attn_resolutions=(8,)),
 )

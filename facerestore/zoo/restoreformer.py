@@ -32,6 +32,7 @@ FAMILY = Family(
     training=TrainingSpec(config_archs={"restoreformer": "restoreformer", "restoreformer++": "restoreformer-plusplus"},
                           forward=train_forward, discriminator="stylegan2", frozen=("quantize",)),
     paste="parse",  # both inference scripts paste through facexlib's ParseNet mask
+    export="facerestore.export:restoreformer_spec",  # image -> output, indices
     tiny=dict(n_embed=16, embed_dim=8, ch=32, ch_mult=(1, 1, 2), resolution=32, z_channels=32, attn_resolutions=(8,)),
 )
 _COMMON = dict(task="restore", face_size=512, template="ffhq", color="rgb", input_range=(-1.0, 1.0),
