@@ -72,16 +72,17 @@ def run(args: argparse.Namespace) -> int:
 
     check_ext(args.ext)
     out_dir = Path(args.output)
+    if not find_inputs(args.inputs):
+        print("no input images found", file=sys.stderr)
+        return 1
     if args.ray is not None:
         from ..distributed import restore_with_ray
 
         summary = restore_with_ray(args.inputs, out_dir, model=args.model, address=args.ray or None,
-                                   num_workers=args.ray_workers, retries=args.retries, **_load_options(args),
-                                   **_restore_options(args))
+                                   num_workers=args.ray_workers, retries=args.retries,
+                                   video_options={"crf": args.crf, "codec": args.video_codec},
+                                   **_load_options(args), **_restore_options(args))
         return report("restored", summary.total, summary.failed, out_dir)
-    if not find_inputs(args.inputs):
-        print("no input images found", file=sys.stderr)
-        return 1
     restorer = load(args.model, **_load_options(args))
     try:
         summary = restore_folder(restorer, args.inputs, out_dir, **_restore_options(args),
