@@ -415,22 +415,36 @@ class FaceRestorer(Restorer):
                        only_center_face: bool, max_faces: int | None, min_face_size: float,
                        background_upsampler: Any, paste: str) -> tuple[np.ndarray, list[FaceResult]]:
         """A whole photo: detect -> align -> one batched restore -> paste back into the background."""
+        job = self.prepare_photo(bgr, upscale, only_center_face, max_faces, min_face_size, background_upsampler, paste)
+        if not job.faces:
+            warnings.warn("no face found: returning the (upscaled) input unchanged", NoFaceWarning, stacklevel=3)
+            return job.background, []
+        restored = self.restore_faces(job.crops, job.crop_landmarks, fidelity, seed)
+        return self.finish_photo(job, restored), job.faces
+
+    def prepare_photo(self, bgr: np.ndarray, upscale: float, only_center_face: bool, max_faces: int | None,
+                      min_face_size: float, background_upsampler: Any, paste: str) -> "PhotoJob":
+        """The work of a photo before the network: detect, align (crops), the output-size background.
+        `restore` is prepare_photo -> restore_faces(job.crops, ...) -> finish_photo; the folder pipeline
+        (facerestore.pipeline) runs the three steps in separate threads."""
         from .face.align import template, transform_points, warp_faces
 
         size = self.entry.face_size
         faces = self.find_faces(bgr, template(self.entry.template, size), only_center_face, max_faces, min_face_size)
         background = upscale_background(bgr, upscale, background_upsampler, exact_size=paste != "feather")
-        if not faces:
-            warnings.warn("no face found: returning the (upscaled) input unchanged", NoFaceWarning, stacklevel=3)
-            return background, []
-        affines = np.stack([f.affine for f in faces])
-        crops = warp_faces(bgr, affines, size)
-        crop_landmarks = np.stack([transform_points(f.landmarks, f.affine) for f in faces])
-        restored = self.restore_faces(crops, crop_landmarks, fidelity, seed)
-        for face, crop, out in zip(faces, crops, restored):
+        job = PhotoJob(bgr.shape, upscale, paste, faces, background)
+        if faces:
+            job.affines = np.stack([f.affine for f in faces])
+            job.crops = warp_faces(bgr, job.affines, size)
+            job.crop_landmarks = np.stack([transform_points(f.landmarks, f.affine) for f in faces])
+        return job
+
+    def finish_photo(self, job: "PhotoJob", restored: np.ndarray) -> np.ndarray:
+        """Paste the restored faces of a prepared photo back (and record crops in its FaceResults)."""
+        for face, crop, out in zip(job.faces, job.crops, restored):
             face.crop, face.restored = crop, out
-        return self.paste_back(background, restored, affines, bgr.shape, upscale, paste,
-                               np.stack([f.box for f in faces])), faces
+        return self.paste_back(job.background, restored, job.affines, job.input_shape, job.upscale, job.paste,
+                               np.stack([f.box for f in job.faces]))
 
     def paste_back(self, background: np.ndarray, restored: np.ndarray, affines: np.ndarray,
                    input_shape: tuple[int, ...], upscale: float, paste: str, boxes: np.ndarray | None = None
@@ -456,6 +470,20 @@ class FaceRestorer(Restorer):
         from .video import restore_video
 
         return restore_video(self, src, dst, **options)
+
+
+@dataclass
+class PhotoJob:
+    """A photo between `prepare_photo` and `finish_photo`: its faces, aligned crops and background."""
+
+    input_shape: tuple[int, ...]
+    upscale: float
+    paste: str
+    faces: list[FaceResult]
+    background: np.ndarray  # the photo at the output size, faces not yet pasted
+    affines: np.ndarray | None = None  # (N, 2, 3) input -> crop
+    crops: np.ndarray | None = None  # (N, S, S, 3) aligned input faces
+    crop_landmarks: np.ndarray | None = None  # (N, 5, 2)
 
 
 def _per_face_seeds(seed: int | Sequence[int] | None, count: int) -> list[int] | None:

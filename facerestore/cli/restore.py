@@ -8,11 +8,10 @@ read or restored are listed by name at the end and make the exit code 1; the res
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
-from tqdm.auto import tqdm
+from ..pipeline import check_ext, faces_stem, output_file, plan_outputs  # noqa: F401  (the naming rule)
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -47,54 +46,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--crf", type=int, default=18, help="video quality (H.264 CRF, lower = better; default 18)")
     p.add_argument("--video-codec", default="libx264", help="video encoder (default libx264; libx265, "
                    "libvpx-vp9, libsvtav1, ffv1, ...)")
+    p.add_argument("--sequential", action="store_true",
+                   help="one photo after the other (default: reading, detection, network, paste-back and "
+                        "writing of consecutive photos overlap; the outputs are the same)")
+    p.add_argument("--ray", nargs="?", const="", metavar="ADDRESS",
+                   help="run on a Ray cluster (pip install 'facerestore[ray]'): no ADDRESS starts a local one; "
+                        "'auto' or ray://host:10001 joins an existing one (outputs must be on a shared file system)")
+    p.add_argument("--ray-workers", type=int, default=2, help="Ray: model replicas (actors), one model each (default 2)")
+    p.add_argument("--retries", type=int, default=2, help="Ray: extra attempts for a failed input (default 2)")
     p.set_defaults(func=run)
-
-
-def plan_outputs(sources: list[tuple[Path, Path]], out_dir: Path) -> list[Path]:
-    """One distinct output stem (a path without extension) per input, deterministic.
-
-    sources: (file, path relative to its input) as imageio.find_images gives them. The output of
-    `in/sub/x.png` found in folder `in/` is `OUT/sub/x`: the folder structure is mirrored. Inputs
-    that would share a stem (same folder, same name apart from extension and letter case, e.g.
-    `x.png` and `x.jpg`) get their own extension added (`x_png`, `x_jpg`); names that still coincide
-    (the same name from two input folders) get `_2`, `_3`, ... in input order, the first keeps its name.
-    """
-    def key(stem: Path) -> str:
-        return os.path.normcase(str(stem)).casefold()  # one file on case-insensitive file systems
-
-    plain = [out_dir / rel.parent / rel.stem for _, rel in sources]
-    groups: dict[str, set[str]] = {}
-    for stem, (_, rel) in zip(plain, sources):
-        groups.setdefault(key(stem), set()).add(rel.suffix.lower())
-    stems, taken = [], set()
-    for stem, (_, rel) in zip(plain, sources):
-        if len(groups[key(stem)]) > 1:
-            stem = stem.with_name(f"{stem.name}_{rel.suffix.lstrip('.').lower() or 'noext'}")
-        unique, n = stem, 2
-        while key(unique) in taken:
-            unique, n = stem.with_name(f"{stem.name}_{n}"), n + 1
-        taken.add(key(unique))
-        stems.append(unique)
-    return stems
-
-
-def output_file(stem: Path, src: Path, ext: str, suffix: str = "") -> Path:
-    """`stem` + suffix + extension (the input's with --ext auto, else --ext)."""
-    extension = src.suffix if ext == "auto" else "." + ext.lstrip(".").lower()
-    return stem.with_name(f"{stem.name}{suffix}{extension}")
-
-
-def faces_stem(stem: Path, out_dir: Path) -> Path:
-    """Where --save-faces puts the face crops of the input whose output stem is `stem`."""
-    return out_dir / "faces" / stem.relative_to(out_dir)
-
-
-def check_ext(ext: str) -> None:
-    from ..imageio import IMAGE_EXTENSIONS
-
-    if ext != "auto" and "." + ext.lstrip(".").lower() not in IMAGE_EXTENSIONS:
-        raise ValueError(f"--ext {ext}: not an image format; use auto or one of "
-                         f"{', '.join(e.lstrip('.') for e in IMAGE_EXTENSIONS)}")
 
 
 def report(verb: str, total: int, failed: list[tuple[Path, str]], out_dir: Path, interrupted: bool = False) -> int:
@@ -106,86 +66,44 @@ def report(verb: str, total: int, failed: list[tuple[Path, str]], out_dir: Path,
     return 1 if failed else 0
 
 
-def _is_video(path: Path) -> bool:
-    from ..video import is_video
-
-    return is_video(path)
-
-
-def _videos_in_folders(inputs: list[str]) -> list[tuple[Path, Path]]:
-    """(video, path relative to its folder) for the videos inside input folders (files given directly are
-    listed by find_images already)."""
-    from ..video import is_video
-
-    found = []
-    for item in inputs:
-        root = Path(item)
-        if root.is_dir():
-            found += [(f, f.relative_to(root)) for f in sorted(root.rglob("*")) if f.is_file() and is_video(f)]
-    return found
-
-
-def _restore_video_file(restorer, src: Path, stem: Path, args: argparse.Namespace) -> Path:
-    """One video: <stem><suffix>.<same container, or .mp4/.mkv where it cannot hold the codec>."""
-    from ..video import output_extension
-
-    dst = stem.with_name(f"{stem.name}{args.suffix}{output_extension(src, args.video_codec)}")
-    if dst.resolve() == src.resolve():
-        raise ValueError(f"output {dst} would overwrite the input; choose another --output or --suffix")
-    if args.aligned:
-        raise ValueError("--aligned is for photos of aligned faces; videos are searched for faces")
-    restorer.restore_video(src, dst, crf=args.crf, codec=args.video_codec, upscale=args.upscale,
-                           only_center_face=args.only_center_face, max_faces=args.max_faces,
-                           fidelity=args.fidelity, seed=args.seed)
-    return dst
-
-
 def run(args: argparse.Namespace) -> int:
     from .. import load
-    from ..imageio import find_images, read_image, write_image
+    from ..pipeline import FolderInterrupted, find_inputs, restore_folder
 
     check_ext(args.ext)
     out_dir = Path(args.output)
-    sources = find_images(args.inputs) + _videos_in_folders(args.inputs)
-    if not sources:
+    if not find_inputs(args.inputs):
         print("no input images found", file=sys.stderr)
         return 1
-    restorer = load(args.model, weights=args.weights, pretrained=not args.no_pretrained, device=args.device,
-                    precision=args.precision, detector=args.detector, detector_weights=args.detector_weights,
-                    parser=args.parser, parser_weights=args.parser_weights, upsampler=args.bg_upsampler,
-                    upsampler_weights=args.bg_upsampler_weights)
-    inputs = {src.resolve() for src, _ in sources if src.exists()}
-    stems = plan_outputs(sources, out_dir)
-    failed: list[tuple[Path, str]] = []
-    done = 0
+    if args.ray is not None:
+        from ..distributed import restore_with_ray
+
+        summary = restore_with_ray(args.inputs, out_dir, model=args.model, address=args.ray or None,
+                                   num_workers=args.ray_workers, retries=args.retries,
+                                   video_options={"crf": args.crf, "codec": args.video_codec},
+                                   **_load_options(args), **_restore_options(args))
+        return report("restored", summary.total, summary.failed, out_dir)
+    restorer = load(args.model, **_load_options(args))
     try:
-        for (src, _), stem in zip(tqdm(sources, desc=f"restore ({restorer.entry.name})", unit="img"), stems):
-            try:
-                if _is_video(src):
-                    _restore_video_file(restorer, src, stem, args)
-                    done += 1
-                    continue
-                dst = output_file(stem, src, args.ext, args.suffix)
-                face_stem = faces_stem(stem, out_dir)
-                if dst.resolve() in inputs:
-                    raise ValueError(f"output {dst} would overwrite an input; choose another --output or --suffix")
-                img = read_image(src)
-                result = restorer.restore(img, upscale=args.upscale, aligned=args.aligned,
-                                          only_center_face=args.only_center_face, max_faces=args.max_faces,
-                                          fidelity=args.fidelity, seed=args.seed, paste=args.paste)
-                write_image(dst, result.image)
-                if args.save_faces:
-                    for i, face in enumerate(result.faces):
-                        for kind, pixels in (("input", face.crop), ("restored", face.restored)):
-                            target = face_stem.with_name(f"{face_stem.name}_{i:02d}_{kind}.png")
-                            if target.resolve() in inputs:
-                                raise ValueError(f"face crop {target} would overwrite an input; choose another --output")
-                            write_image(target, pixels)
-            except Exception as exc:  # one bad file must not stop the batch; all failures are reported at the end
-                failed.append((src, f"{type(exc).__name__}: {exc}"))
-            done += 1
-    except KeyboardInterrupt:
-        # Outputs written so far are complete (atomic writes); say what was done, then stop.
-        report("restored", done, failed, out_dir, interrupted=True)
+        summary = restore_folder(restorer, args.inputs, out_dir, **_restore_options(args),
+                                 video_options={"crf": args.crf, "codec": args.video_codec},
+                                 pipelined=not args.sequential)
+    except FolderInterrupted as stopped:
+        report("restored", stopped.summary.done, stopped.summary.failed, out_dir, interrupted=True)
         raise
-    return report("restored", len(sources), failed, out_dir)
+    return report("restored", summary.total, summary.failed, out_dir)
+
+
+def _load_options(args: argparse.Namespace) -> dict:
+    """The arguments of facerestore.load given on the command line."""
+    return dict(weights=args.weights, pretrained=not args.no_pretrained, device=args.device,
+                precision=args.precision, detector=args.detector, detector_weights=args.detector_weights,
+                parser=args.parser, parser_weights=args.parser_weights, upsampler=args.bg_upsampler,
+                upsampler_weights=args.bg_upsampler_weights)
+
+
+def _restore_options(args: argparse.Namespace) -> dict:
+    """The options of restore_folder (and restore_with_ray) given on the command line."""
+    return dict(ext=args.ext, suffix=args.suffix, save_faces=args.save_faces, upscale=args.upscale,
+                aligned=args.aligned, only_center_face=args.only_center_face, max_faces=args.max_faces,
+                fidelity=args.fidelity, seed=args.seed, paste=args.paste)
