@@ -264,3 +264,101 @@ def test_validation_reports_input_and_iteration_zero_and_keeps_the_best(tmp_path
     assert best["iter"] == max(rows, key=lambda r: r["psnr"])["iter"]
     grid = cv2.imread(str(out / "samples" / "iter_0000004.png"))
     assert grid.shape[1] == 4 * 64  # input | iteration 0 | now | ground truth
+
+
+# ---- precision, DFDNet, the VQ recipes ----------------------------------------------------------------
+def test_bf16_autocast_training_on_cpu_converges_like_fp32(real_faces, tmp_path, one_thread):
+    """The tiny GPEN pixel recipe, 40 iterations on real faces, fp32 vs `--precision bf16` (CPU autocast):
+    the same data order and seeds. bf16 keeps ~3 significant digits, so the curves are not identical;
+    the mean L1 of the last 10 iterations agrees within 10% (measured: 0.1846 fp32, 0.1877 bf16: 1.7%)."""
+    config = CONFIGS / "tiny_gpen_pixel.yaml"
+    means = {}
+    for precision in ("fp32", "bf16"):
+        out = tmp_path / precision
+        args = ["train", str(config), "--hq", str(real_faces[64]), "--iters", "40", "--out", str(out),
+                "--device", "cpu", "--no-progress", "--precision", precision]
+        assert facerestore.cli.main(args) == 0
+        rows = read_csv(out / "log.csv")
+        means[precision] = float(np.mean([r["pixel"] for r in rows if r["iter"] > 30]))
+        first = float(np.mean([r["pixel"] for r in rows if r["iter"] <= 10]))
+        assert means[precision] < 0.6 * first, precision  # both learn
+    assert means["bf16"] == pytest.approx(means["fp32"], rel=0.10)
+    assert hub.read_checkpoint(tmp_path / "bf16" / "last.pth")["config"]["train"]["precision"] == "bf16"
+
+
+def test_dfdnet_training_steps_lower_the_loss(real_faces, tmp_path, one_thread):
+    """DFDNet's recipe really trains (it was only loaded before): the real architecture with small
+    random dictionaries (K = 2 atoms, read from a `model.weights` folder in the official layout), the
+    VGG19 encoder frozen, at 256 px (a 512 px step takes over a minute on 2 busy cores), one face
+    repeated without flips: 3 Adam steps lower the L2 loss (measured: ~15% per step at lr 1e-4)."""
+    from facerestore.archs.dfdnet import PARTS, SCALES, dictionary_key, dictionary_shape
+
+    weights = tmp_path / "dfdnet"
+    (weights / "DictionaryCenter512").mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for part in PARTS:
+        for scale in SCALES:
+            atoms = rng.standard_normal((2, *dictionary_shape(part, scale))).astype(np.float32)
+            np.save(weights / "DictionaryCenter512" / f"{dictionary_key(part, scale)}_center.npy", atoms)
+    hq = tmp_path / "hq"
+    hq.mkdir()
+    face = cv2.imread(str(shared_path("data/ffhq/hq") / "00000.png"))
+    cv2.imwrite(str(hq / "00000.png"), cv2.resize(face, (256, 256), interpolation=cv2.INTER_AREA))
+    config = tiny_config(tmp_path / "dfdnet.yaml", "dfdnet", {}, model={"weights": str(weights)},
+                         data={"size": 256, "batch_size": 1, "val_count": 0, "flip": False,
+                               "degradation": {"preset": "dfdnet", "ranges": {"downsample": [1.0, 2.0, 0.1]}}},
+                         train={"iters": 3, "optim_g": {"lr": 1e-4}}, losses={"pixel": {"type": "l2", "weight": 1.0}})
+    cfg = load_config(config)
+    cfg.data.hq, cfg.out = str(hq), str(tmp_path / "run")
+    trainer = Trainer(cfg, device="cpu", progress=False)
+    assert not any(p.requires_grad for p in trainer.net.VggExtract.parameters())
+    batch = next(trainer._batches())  # one fixed batch: the loss must fall on it
+    losses = [trainer.train_step(batch, it)["pixel"] for it in (1, 2, 3)]
+    assert losses[2] < losses[1] < losses[0], losses
+
+
+@pytest.mark.parametrize("name", ["tiny_codeformer.yaml", "tiny_restoreformerpp.yaml"])
+def test_tiny_vq_recipes_lower_the_loss_on_real_faces(name, real_faces, tmp_path, one_thread):
+    """CodeFormer's stage III and RestoreFormer++'s restoration stage (the shipped tiny configs, 32 px
+    FFHQ faces degraded on the fly): the pixel loss of the last 10 of 40 iterations is well under that
+    of the first 10 (measured: 0.41 -> 0.23 for CodeFormer, 0.42 -> 0.24 for RestoreFormer++; asserted:
+    under 80%)."""
+    out = tmp_path / "run"
+    train(CONFIGS / name, hq=real_faces[32], iters=40, out=out, device="cpu", progress=False)
+    rows = read_csv(out / "log.csv")
+    first = np.mean([r["pixel"] for r in rows if r["iter"] <= 10])
+    last = np.mean([r["pixel"] for r in rows if r["iter"] > 30])
+    assert last < 0.8 * first, (first, last)
+
+
+# ---- proof: better than the input, then better on a new domain -------------------------------------------
+ITERS_A, MARGIN_A = 400, 0.15  # measured at 400 iterations: see the test's docstring
+ITERS_B, MARGIN_B = 60, 1.5
+
+
+def load_benchmark():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("finetune_benchmark", ROOT / "benchmarks" / "finetune.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_tiny_model_beats_its_input_then_fine_tunes_to_a_new_domain(tmp_path, one_thread):
+    """The small version of benchmarks/finetune.py, on real faces with held-out FFHQ faces (fixed seed,
+    1 thread). A: the tiny GPEN pixel recipe from scratch, ITERS_A iterations, beats the degraded input's
+    PSNR on the 3 held-out faces. B: from A's best.pth (--init), ITERS_B iterations on 8 jpeg-colorcast
+    pairs (--hq/--lq) beat model A on held-out faces of that domain. Margins: see the comments."""
+    bench = load_benchmark()
+    shared = shared_path("data")
+    train_dir, val_dir = bench.prepare_faces(shared.parent, tmp_path / "faces")
+    a = bench.stage_a(train_dir, val_dir, tmp_path / "a", iters=ITERS_A)
+    assert a["init"] < 12  # a random network
+    assert a["best"] > a["input"] + MARGIN_A, a
+    pairs = bench.make_pairs(train_dir, tmp_path / "pairs", 8, seed=0)
+    val_pairs = bench.make_pairs(val_dir, tmp_path / "val_pairs", None, seed=1000)
+    b = bench.stage_b(tmp_path / "a" / "best.pth", pairs, val_pairs, tmp_path / "b", iters=ITERS_B)
+    assert b["final"] > b["init"] + MARGIN_B, b
+    assert b["final"] > b["input"], b
+    print("MEASURED", a, b)
