@@ -332,7 +332,11 @@ def test_tiny_vq_recipes_lower_the_loss_on_real_faces(name, real_faces, tmp_path
 
 
 # ---- proof: better than the input, then better on a new domain -------------------------------------------
-ITERS_A, MARGIN_A = 400, 0.15  # measured at 400 iterations: see the test's docstring
+# Measured (seed 0, 1 thread): A after 600 iterations 23.00 dB vs the input's 22.59 (+0.41; +0.17 after 400,
+# so 600 it is); B after 60 iterations 23.55 vs model A's 20.21 on the new domain (+3.3; input 20.04).
+# The margins are half of what was measured: the run is seeded, so they only absorb float differences
+# between CPUs.
+ITERS_A, MARGIN_A = 600, 0.2
 ITERS_B, MARGIN_B = 60, 1.5
 
 
@@ -361,4 +365,3 @@ def test_tiny_model_beats_its_input_then_fine_tunes_to_a_new_domain(tmp_path, on
     b = bench.stage_b(tmp_path / "a" / "best.pth", pairs, val_pairs, tmp_path / "b", iters=ITERS_B)
     assert b["final"] > b["init"] + MARGIN_B, b
     assert b["final"] > b["input"], b
-    print("MEASURED", a, b)
