@@ -51,7 +51,8 @@ def prepare_faces(shared: Path, out: Path, size: int = SIZE) -> tuple[Path, Path
     sources = [(p, f"ffhq_{p.stem}", p.stem in HELD_OUT) for p in sorted((shared / "data/ffhq/hq").glob("*.png"))]
     sources += [(p, f"real_{p.stem}", False) for p in sorted((shared / "data/real/cropped").glob("*.png"))]
     if len(sources) < 10:
-        raise FileNotFoundError(f"{shared}/data/ffhq/hq and data/real/cropped hold too few faces: set FACERESTORE_SHARED")
+        raise FileNotFoundError(f"{shared}/data/ffhq/hq and data/real/cropped hold too few faces: "
+                                "set FACERESTORE_SHARED to the shared/ folder")
     for path, name, held_out in sources:
         img = cv2.resize(cv2.imread(str(path)), (size, size), interpolation=cv2.INTER_AREA)
         cv2.imwrite(str((val_dir if held_out else train_dir) / f"{name}.png"), img)

@@ -188,12 +188,22 @@ def test_frozen_parts_and_lower_lr_for_pretrained_parts(tmp_path, one_thread):
 
 
 def test_shipped_finetune_configs_name_a_zoo_entry_of_every_restore_family():
+    """One fine-tuning config per restore family; their lr_scale and frozen parts exist in the network
+    (checked on the family's small instance)."""
+    from facerestore.train.trainer import generator_param_groups
+
     families = set()
     for path in sorted(CONFIGS.glob("finetune_*.yaml")):
         config = load_config(path)
         entry = get_entry(config.model.zoo)
         families.add(entry.family.name)
         assert config.log.val_every > 0 and config.data.val_count > 0, path.name
+        if entry.family.tiny:  # DFDNet has no small instance (and no lr_scale)
+            net = entry.build(**entry.family.tiny)
+            for part in config.model.frozen or ():
+                net.get_submodule(part)
+            groups = generator_param_groups(net, config.model.lr_scale, 1.0)
+            assert sorted(g["lr"] for g in groups) == sorted({1.0, *config.model.lr_scale.values()}), path.name
     assert families >= {"gfpgan", "gpen", "codeformer", "restoreformer", "dfdnet"}
 
 

@@ -292,7 +292,8 @@ def _validate(config: Config) -> None:
         raise ConfigError(f"train.precision must be fp32, bf16 or fp16, got {config.train.precision!r}")
     best = config.log.best_metric
     if best is not None and best not in config.log.val_metrics:
-        raise ConfigError(f"log.best_metric {best!r} must be one of log.val_metrics ({', '.join(config.log.val_metrics)})")
+        raise ConfigError(f"log.best_metric {best!r} must be one of log.val_metrics "
+                          f"({', '.join(config.log.val_metrics)})")
     if config.train.scheduler.type not in ("constant", "multistep", "cosine"):
         raise ConfigError(f"train.scheduler.type must be constant, multistep or cosine, got {config.train.scheduler.type!r}")
     losses = config.losses

@@ -36,7 +36,8 @@ def init_state_dict(source: str | os.PathLike, config: Config, progress: bool = 
     if path.is_file():
         checkpoint = hub.read_checkpoint(path)
         if isinstance(checkpoint, Mapping) and checkpoint.get("format") == TRAINING_CHECKPOINT_FORMAT:
-            return dict(checkpoint["net_ema"]), f"training checkpoint {path} (EMA weights, iteration {checkpoint['iter']})"
+            what = f"training checkpoint {path} (EMA weights, iteration {checkpoint['iter']})"
+            return dict(checkpoint["net_ema"]), what
         weight_file = next((wf for wf in base.files if wf.role == "weights"), None)
         try:
             state = hub.network_state_dict(checkpoint, weight_file)
