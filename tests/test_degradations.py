@@ -112,7 +112,7 @@ def test_color_ops():
 
 # ---------------------------------------------------------------- presets
 def test_presets_listed():
-    assert list_presets() == ["codeformer", "dfdnet", "gfpgan", "gpen"]
+    assert list_presets() == ["codeformer", "dfdnet", "gfpgan", "gpen", "jpeg-colorcast"]
     with pytest.raises(KeyError, match="gfpgan"):
         degrade(synthetic_face(32), "gfpgn", seed=0)
 

@@ -277,7 +277,7 @@ def test_dpr_relighting_trains_on_dpr_layout(tmp_path, one_thread):
     assert len(rows) == 3 and all(np.isfinite(row[k]) and row[k] > 0 for row in rows
                                   for k in ("image", "gradient", "light", "feature", "gan", "d"))
     assert "d_r1" in rows[1] and "d_r1" not in rows[0]  # lazy R1 every 2nd iteration
-    assert set(result["metrics"]) == {"iter", "psnr", "psnr_input"}
+    assert set(result["metrics"]) == {"iter", "psnr", "psnr_input", "psnr_init", "ssim", "ssim_input", "ssim_init"}
     relighter = facerestore.load(config, weights=out / "last.pth", device="cpu", detector=None)
     assert type(relighter).__name__ == "Relighter"
 

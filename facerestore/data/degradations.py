@@ -361,6 +361,18 @@ def _sample_dfdnet_pipeline(rng: np.random.Generator, size: tuple[int, int], r: 
     return {"steps": steps}
 
 
+def _sample_jpeg_colorcast_pipeline(rng: np.random.Generator, size: tuple[int, int], r: Mapping[str, Any]) -> dict:
+    """A domain of our own (old prints, a cheap scanner, a chat app): a colour cast of one direction
+    (warm: blue down, red up, each by a random amount) -> mild blur -> strong JPEG."""
+    shift = [float(rng.uniform(*r["cast_b"])), float(rng.uniform(*r["cast_g"])), float(rng.uniform(*r["cast_r"]))]
+    sigma = float(rng.uniform(*r["blur_sigma"]))
+    return {"steps": [
+        {"op": "color_shift", "shift": shift},
+        {"op": "gaussian_blur", "kernel_size": r["blur_kernel_size"], "sigma_x": sigma, "sigma_y": sigma, "theta": 0.0},
+        {"op": "jpeg", "quality": int(rng.integers(r["jpeg"][0], r["jpeg"][1] + 1))},
+    ]}
+
+
 _GFPGAN_RANGES = {
     "blur_kernel_size": 41,
     "kernel_list": ("iso", "aniso"),
@@ -445,6 +457,20 @@ register_preset(Preset(
     notes="CodeFormer's dataset code follows GFPGAN's; the colour shift/jitter and gray probabilities are "
           "assumed equal to GFPGAN's.",
     description="CodeFormer's heavier degradation: blur sigma 1-15, down 1-30x, noise 0-20, JPEG 30-90.",
+))
+
+
+register_preset(Preset(
+    name="jpeg-colorcast",
+    sampler=_sample_jpeg_colorcast_pipeline,
+    ranges={"cast_b": (-40.0, -20.0), "cast_g": (-10.0, 0.0), "cast_r": (10.0, 25.0), "blur_kernel_size": 7,
+            "blur_sigma": (0.3, 1.0), "jpeg": (10, 25)},
+    order="colour cast (B, G, R shifts) -> Gaussian blur (iso) -> JPEG",
+    source="facerestore's own domain-shift preset (not from a paper): a warm colour cast plus strong JPEG",
+    notes="Shifts in 8-bit levels: blue -40..-20, green -10..0, red +10..+25 (always warm), blur sigma 0.3-1 "
+          "(7x7), JPEG quality 10-25. Made to show fine-tuning on a new domain: a model trained on the "
+          "gfpgan/gpen presets has never seen a cast of one direction nor such strong blocking.",
+    description="Domain shift: warm colour cast (B -40..-20, R +10..+25) + mild blur + strong JPEG (q 10-25).",
 ))
 
 

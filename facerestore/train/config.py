@@ -37,12 +37,18 @@ class ModelConfig:
     config: dict = field(default_factory=dict)  # constructor arguments over the entry's / family's official ones
     weights: str | None = None  # local weights file or folder for the zoo entry (default: cache, then download)
     pretrained: bool = True  # with zoo: start from its weights (False: its architecture, random init)
+    # Start from these weights instead (CLI --init): a zoo name (fetched like facerestore.load), a weights file
+    # in the official layout of the family's releases, or a facerestore training checkpoint (its EMA weights).
+    init: str | None = None
+    frozen: list[str] | None = None  # submodules kept fixed (None: the family's default, []: train everything)
+    lr_scale: dict = field(default_factory=dict)  # submodule -> lr multiplier, e.g. {stylegan_decoder: 0.1}
 
 
 @dataclass
 class DegradationConfig:
     preset: str = "gfpgan"  # facerestore.data preset: gfpgan, gpen, dfdnet, codeformer (`facerestore degrade`)
     ranges: dict = field(default_factory=dict)  # overrides of the preset's ranges, e.g. {blur_sigma: [0.1, 3]}
+    # (CLI --degradation NAME or FILE.yaml: a preset name, or a YAML file holding {preset: ..., ranges: {...}})
 
 
 @dataclass
@@ -54,6 +60,8 @@ class DataConfig:
     batch_size: int = 4  # per process (per GPU with torchrun)
     num_workers: int = 2  # DataLoader worker processes (0: load in the main process)
     flip: bool = True  # random horizontal flips (of both images of a pair)
+    align: bool = False  # align photos to the face template with the face detector (else they must be aligned
+    #                      squares: a non-square image is an error naming it)
     val_hq: str | None = None  # validation HQ folder (default: hold out `val_count` images of hq)
     val_lq: str | None = None  # validation LQ folder (default: degrade val HQ with fixed seeds)
     val_count: int = 0  # without val_hq: the last N images of hq are held out of training for validation
@@ -90,6 +98,9 @@ class TrainConfig:
     scheduler: SchedulerConfig = field(default_factory=SchedulerConfig)
     ema: EMAConfig = field(default_factory=EMAConfig)
     amp: bool = True  # mixed precision on CUDA (bf16 where supported, else fp16 + loss scaling); CPU: fp32
+    # Explicit autocast precision (CLI --precision): fp32, bf16 (CPU or CUDA; fastest on CPUs with AMX) or fp16
+    # (CUDA, with loss scaling). None: as `amp` says.
+    precision: str | None = None
     grad_clip: float | None = None  # max gradient norm of the generator (None: no clipping)
     deterministic: bool = False  # cudnn deterministic algorithms (slower; exact repeats on GPU)
 
@@ -175,9 +186,13 @@ class LogConfig:
     every: int = 50  # write losses to log.csv (and TensorBoard) every N iterations
     checkpoint_every: int = 5000  # save last.pth every N iterations (and at the end, and on Ctrl-C)
     snapshots: bool = False  # also keep iter_<N>.pth at every checkpoint
-    val_every: int = 5000  # validate (PSNR, ...) every N iterations (0: only at the end); also before training
-    val_metrics: list[str] = field(default_factory=lambda: ["psnr"])  # facerestore.metrics names
-    sample_every: int = 5000  # write a PNG grid (input | EMA output | ground truth) every N iterations (0: only at the end)
+    # Validate every N iterations (0: only at the end), and before training: each metric of the EMA generator
+    # (`psnr`), of the degraded input (`psnr_input`) and of the model at iteration 0 (`psnr_init`), to val.csv.
+    val_every: int = 5000
+    val_metrics: list[str] = field(default_factory=lambda: ["psnr", "ssim"])  # facerestore.metrics names
+    best_metric: str | None = None  # keep best.pth of the best value of this val metric (default: the first)
+    # Write a grid (input | iteration 0 | EMA output now | ground truth) every N iterations (0: only at the end)
+    sample_every: int = 5000
     sample_count: int = 4
     tensorboard: bool = True  # when tensorboard is installed
 
@@ -273,6 +288,12 @@ def _validate(config: Config) -> None:
         raise ConfigError("train.iters must be at least 1")
     if config.data.batch_size < 1:
         raise ConfigError("data.batch_size must be at least 1")
+    if config.train.precision not in (None, "fp32", "bf16", "fp16"):
+        raise ConfigError(f"train.precision must be fp32, bf16 or fp16, got {config.train.precision!r}")
+    best = config.log.best_metric
+    if best is not None and best not in config.log.val_metrics:
+        raise ConfigError(f"log.best_metric {best!r} must be one of log.val_metrics "
+                          f"({', '.join(config.log.val_metrics)})")
     if config.train.scheduler.type not in ("constant", "multistep", "cosine"):
         raise ConfigError(f"train.scheduler.type must be constant, multistep or cosine, got {config.train.scheduler.type!r}")
     losses = config.losses
@@ -280,6 +301,31 @@ def _validate(config: Config) -> None:
         raise ConfigError("losses.feature_matching uses the discriminator of losses.gan: configure losses.gan too")
     if not any(getattr(losses, f.name) is not None for f in dataclasses.fields(losses)):
         raise ConfigError("losses: configure at least one loss (e.g. `pixel: {type: l1, weight: 1}`)")
+
+
+def degradation_from_spec(spec: str | os.PathLike) -> DegradationConfig:
+    """`--degradation`: a preset name (`jpeg-colorcast`), or a YAML file holding a degradation section
+    ({preset: gfpgan, ranges: {blur_sigma: [0.2, 2]}}, or just a preset name)."""
+    from ..data import get_preset
+
+    text = os.fspath(spec)
+    if text.lower().endswith((".yaml", ".yml")):
+        path = Path(text)
+        if not path.is_file():
+            raise FileNotFoundError(f"degradation spec {path} does not exist")
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = {"preset": data} if isinstance(data, str) else data
+        try:
+            degradation = _build(DegradationConfig, data, "degradation")
+        except ConfigError as exc:
+            raise ConfigError(f"{path}: {exc}") from exc
+    else:
+        degradation = DegradationConfig(preset=text)
+    try:
+        get_preset(degradation.preset)
+    except KeyError as exc:
+        raise ConfigError(exc.args[0]) from None
+    return degradation
 
 
 # ---- config -> zoo entry ----------------------------------------------------------------------------

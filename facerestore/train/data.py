@@ -87,7 +87,7 @@ def degradation_preset(config: Config) -> Preset:
     return dataclasses.replace(preset, name=f"{preset.name}-custom", ranges={**preset.ranges, **ranges})
 
 
-def _require_folder(path: str | None, what: str) -> Path:
+def _require_folder(path: str | os.PathLike | None, what: str) -> Path:
     if not path:
         raise ConfigError(f"no {what} folder: pass --hq DIR (or set data.hq in the config)")
     folder = Path(path).expanduser()
@@ -96,20 +96,91 @@ def _require_folder(path: str | None, what: str) -> Path:
     return folder
 
 
+def image_size(path: str | os.PathLike) -> tuple[int, int]:
+    """(width, height) of an image file, from its header when Pillow can read it."""
+    try:
+        from PIL import Image
+
+        with Image.open(path) as img:
+            return img.size
+    except Exception:  # no Pillow, or a format only OpenCV reads
+        img = read_image(path, cv2.IMREAD_UNCHANGED)
+        return img.shape[1], img.shape[0]
+
+
+def _problem_list(problems: list[str]) -> str:
+    shown = "\n  ".join(problems[:10])
+    return shown + (f"\n  (+{len(problems) - 10} more)" if len(problems) > 10 else "")
+
+
+_ALIGN_HINT = ("Training faces must be aligned squares (the face template the model was trained on): align the "
+               "photos first (set data.align: true to align them with the face detector), or crop them yourself.")
+
+
+def check_aligned_faces(paths: list[Path], size: int) -> None:
+    """HQ faces must be aligned squares at least as large as the training size (they are resized to it)."""
+    problems = []
+    for path in paths:
+        width, height = image_size(path)
+        if width != height:
+            problems.append(f"{path}: {width}x{height} is not square, so not an aligned face")
+        elif width < size:
+            problems.append(f"{path}: {width}x{height} is smaller than the training size {size} (it would be "
+                            "upscaled: use larger faces or a smaller data.size)")
+    if problems:
+        raise ConfigError(f"{len(problems)} HQ image(s) cannot be used as they are:\n  {_problem_list(problems)}\n"
+                          + _ALIGN_HINT)
+
+
+def check_pairs(pairs: list[tuple[str, Path, Path]], size: int) -> None:
+    """LQ/HQ pairs (matched by name) must be aligned squares of the same size."""
+    check_aligned_faces([hq for _, _, hq in pairs], size)
+    problems = []
+    for name, lq_path, hq_path in pairs:
+        lq_size, hq_size = image_size(lq_path), image_size(hq_path)
+        if lq_size != hq_size:
+            problems.append(f"{name}: {lq_path} is {lq_size[0]}x{lq_size[1]} but {hq_path} is "
+                            f"{hq_size[0]}x{hq_size[1]}")
+    if problems:
+        raise ConfigError(f"{len(problems)} LQ/HQ pair(s) differ in size:\n  {_problem_list(problems)}\n"
+                          "An LQ face must be the same aligned crop as its HQ face, at the same size (resize the LQ "
+                          "to the HQ size; the network restores at equal size).")
+
+
+def paired_dataset(lq: str | os.PathLike, hq: str | os.PathLike, size: int, align: bool) -> PairedFolderDataset:
+    """LQ/HQ pairs matched by file name (a name in one folder only is an error listing them), checked."""
+    try:
+        dataset = PairedFolderDataset(lq_dir=lq, hq_dir=hq, size=size, align=align)
+    except ValueError as exc:
+        raise ConfigError(f"{exc}. Pairs are matched by file name without extension: rename or remove the "
+                          "unmatched files") from None
+    if not align:
+        check_pairs(dataset.pairs, size)
+    return dataset
+
+
+def degraded_dataset(hq: str | os.PathLike, config: Config, size: int, seed: int) -> DegradedFolderDataset:
+    dataset = DegradedFolderDataset(hq, degradation_preset(config), size=size, seed=seed, align=config.data.align)
+    if not config.data.align:
+        check_aligned_faces([path for _, path in dataset.files], size)
+    return dataset
+
+
 def restoration_datasets(config: Config, size: int) -> tuple[Dataset, Dataset | None]:
-    """(train, validation) datasets of {"lq", "hq"} pairs, RGB in [-1, 1], per the config."""
+    """(train, validation) datasets of {"lq", "hq"} pairs, RGB in [-1, 1], per the config: real pairs
+    (data.lq) or HQ faces degraded on the fly (data.degradation); checked for matching names, square
+    aligned faces and equal pair sizes, with errors that list the files."""
     data = config.data
     hq = _require_folder(data.hq, "HQ")
     if data.lq:
-        full = PairedFolderDataset(lq_dir=data.lq, hq_dir=hq, size=size)
+        full = paired_dataset(_require_folder(data.lq, "LQ"), hq, size, data.align)
     else:
-        full = DegradedFolderDataset(hq, degradation_preset(config), size=size, seed=config.train.seed)
+        full = degraded_dataset(hq, config, size, config.train.seed)
     if data.val_hq:
         if data.val_lq:
-            val = PairedFolderDataset(lq_dir=data.val_lq, hq_dir=data.val_hq, size=size)
+            val = paired_dataset(data.val_lq, data.val_hq, size, data.align)
         else:  # fixed degradations: seed 10_000 + train seed, epoch 0
-            val = DegradedFolderDataset(data.val_hq, degradation_preset(config), size=size,
-                                        seed=10_000 + config.train.seed)
+            val = degraded_dataset(data.val_hq, config, size, 10_000 + config.train.seed)
         return full, val
     return split_holdout(full, data.val_count, config)
 

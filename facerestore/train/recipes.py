@@ -121,6 +121,8 @@ class RestorationRecipe(Recipe):
 
     def __init__(self, config: Config, entry: ZooEntry, size: int) -> None:
         self.spec, self.size, self.entry = entry.family.training, size, entry
+        self.frozen_explicit = config.model.frozen is not None
+        self.frozen = tuple(config.model.frozen) if self.frozen_explicit else self.spec.frozen
         losses = config.losses
         self.loss_config = losses
         self.loss_modules = nn.ModuleDict()
@@ -183,8 +185,19 @@ class RestorationRecipe(Recipe):
         return part_locations_from_landmarks5(landmarks, self.size)
 
     def configure_generator(self, net: nn.Module) -> None:
-        for path in self.spec.frozen:
-            net.get_submodule(path).requires_grad_(False)
+        """Freeze `model.frozen` (default: the family's TrainingSpec.frozen, e.g. CodeFormer's codebook
+        and decoder). An explicit list is the whole list: everything else trains, even parts the
+        architecture freezes when it is built (CodeFormer's fix_modules)."""
+        if self.frozen_explicit:
+            net.requires_grad_(True)
+        for path in self.frozen:
+            try:
+                module = net.get_submodule(path)
+            except AttributeError:
+                children = ", ".join(name for name, _ in net.named_children())
+                raise ConfigError(f"model.frozen: {type(net).__name__} has no submodule {path!r} "
+                                  f"(its parts: {children})") from None
+            module.requires_grad_(False)
 
     # -- step
     def prepare(self, batch: dict, device: torch.device) -> dict:

@@ -9,9 +9,18 @@ What a run writes to its output folder:
   architecture's state-dict layout: `facerestore.load(config, weights=".../last.pth")` loads it),
   `net`, `discriminators`, `optimizers`, `scaler`, `rng` (python/numpy/torch per process), `config`.
   With `log.snapshots` also `iter_<N>.pth`.
-- `log.csv` (losses, learning rate, seconds per iteration), `val.csv` (metrics of the EMA generator
-  on the validation faces, iteration 0 = before training), `samples/iter_<N>.png` (input | EMA output
-  | ground truth), `tensorboard/` (when tensorboard is installed), `config.yaml` (the resolved config).
+- `best.pth`: the EMA generator (`net_ema`, `iter`, `metrics`) at the validation with the best value of
+  `log.best_metric` (default: the first of `log.val_metrics`, PSNR), iteration 0 included: a run that
+  never beats its start keeps its start. Loads like last.pth, and `--init runs/x/best.pth` starts from it.
+- `log.csv` (losses, learning rate, seconds per iteration), `val.csv` (per metric: the EMA generator
+  `psnr`, the degraded input `psnr_input` and the model at iteration 0 `psnr_init`, on the validation
+  faces; iteration 0 = before training), `samples/iter_<N>.png` (input | iteration 0 | EMA output now |
+  ground truth), `tensorboard/` (when tensorboard is installed), `config.yaml` (the resolved config).
+
+Starting weights: `model.zoo` (the entry's released weights) or `model.init` / `--init` (a zoo name, an
+official-layout file or a training checkpoint, see init.py); `model.frozen` (default: the family's
+TrainingSpec.frozen) stays fixed and `model.lr_scale` gives parts (e.g. a pretrained decoder) a lower
+learning rate. `train.precision: bf16` trains under bf16 autocast, on CPU too.
 
 `resume=True` continues from `last.pth` exactly: networks, EMA, optimisers, loss scaler, iteration,
 random states and the data order (see data.py), so the losses match an uninterrupted run.
@@ -46,11 +55,16 @@ from tqdm.auto import tqdm
 from .. import hub
 from ..imageio import write_atomic
 from ..registry import ZooEntry
-from .config import Config, ConfigError, SchedulerConfig, base_entry, entry_from_config, load_config
+from .config import (
+    Config, ConfigError, SchedulerConfig, base_entry, config_from_dict, degradation_from_spec, entry_from_config,
+    load_config,
+)
 from .data import EpochIndexed, StreamBatchSampler, fixed_items
+from .init import TRAINING_CHECKPOINT_FORMAT, load_init
 from .recipes import Recipe, build_recipe, set_requires_grad
 
-CHECKPOINT_FORMAT = "facerestore-train/1"
+CHECKPOINT_FORMAT = TRAINING_CHECKPOINT_FORMAT
+BEST_CHECKPOINT_FILE = "best.pth"
 
 
 class TrainingError(RuntimeError):
@@ -205,18 +219,60 @@ def tensorboard_writer(log_dir: Path, purge_step: int | None) -> Any:
 
 # ---- the trainer --------------------------------------------------------------------------------------
 def build_generator(config: Config, entry: ZooEntry, progress: bool = True) -> nn.Module:
-    """The network to train: the zoo entry's, with its weights (fine-tuning), or freshly initialised
-    (its data files, such as DFDNet's component dictionaries, are loaded either way)."""
+    """The network to train: the zoo entry's, with its weights (fine-tuning), or the weights of
+    `model.init` (--init), or freshly initialised (its data files, such as DFDNet's component
+    dictionaries, are loaded either way: from the cache, or from a `model.weights` folder)."""
     from ..api import build_model
 
-    if config.model.zoo and config.model.pretrained:
+    if config.model.zoo and config.model.pretrained and not config.model.init:
         return build_model(config.model.zoo, weights=config.model.weights, progress=progress, **config.model.config)
     net = entry.build()
     data_files = tuple(wf for wf in entry.files if wf.role != "weights")
     if data_files:  # DFDNet's component dictionaries are data, not trained weights
-        paths = hub.resolve(dataclasses.replace(base_entry(config), files=data_files), progress=progress)
+        folder = config.model.weights if config.model.weights and Path(config.model.weights).is_dir() else None
+        paths = hub.resolve(dataclasses.replace(base_entry(config), files=data_files), folder, progress=progress)
         net.load_dictionaries(next(iter(paths.values())).parent)
+    if config.model.init:
+        what = load_init(net, config.model.init, config, progress)
+        if progress:
+            tqdm.write(f"starting from {what}")
     return net
+
+
+def generator_param_groups(net: nn.Module, lr_scale: dict, lr: float) -> list[dict]:
+    """Adam parameter groups of the trainable parameters: those under a `lr_scale` submodule (the
+    longest matching path wins) train at lr * its factor, the rest at lr. Groups follow the network's
+    parameter order, so a resumed run rebuilds them identically."""
+    for path in lr_scale:
+        try:
+            net.get_submodule(path)
+        except AttributeError:
+            children = ", ".join(name for name, _ in net.named_children())
+            raise ConfigError(f"model.lr_scale: {type(net).__name__} has no submodule {path!r} "
+                              f"(its parts: {children})") from None
+    groups: dict[float, list[nn.Parameter]] = {}
+    for name, param in net.named_parameters():
+        if not param.requires_grad:
+            continue
+        matches = [path for path in lr_scale if name == path or name.startswith(path + ".")]
+        scale = float(lr_scale[max(matches, key=len)]) if matches else 1.0
+        groups.setdefault(scale, []).append(param)
+    if not groups:
+        raise ConfigError("every parameter of the generator is frozen (model.frozen): nothing to train")
+    return [{"params": params, "lr": lr * scale} for scale, params in groups.items()]
+
+
+def autocast_dtype(train_cfg: Any, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype of a run: train.precision if set, else `amp` (CUDA only: bf16 where supported,
+    else fp16); None = fp32."""
+    precision = train_cfg.precision
+    if precision is None:
+        if not (train_cfg.amp and device.type == "cuda"):
+            return None
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if precision == "fp16" and device.type != "cuda":
+        raise ConfigError("train.precision fp16 needs a CUDA device (loss scaling); use bf16 on CPU")
+    return {"fp32": None, "bf16": torch.bfloat16, "fp16": torch.float16}[precision]
 
 
 class Trainer:
@@ -255,14 +311,13 @@ class Trainer:
         def adam(params: list, opt: Any) -> torch.optim.Optimizer:
             return torch.optim.Adam(params, lr=opt.lr, betas=tuple(opt.betas), weight_decay=opt.weight_decay)
 
-        trainable = [p for p in self.net.parameters() if p.requires_grad]
-        self.optimizers = {"g": adam(trainable, train_cfg.optim_g)}
+        self.optimizers = {"g": adam(generator_param_groups(self.net, config.model.lr_scale, train_cfg.optim_g.lr),
+                                     train_cfg.optim_g)}
         for name, disc in self.recipe.discriminators.items():
             self.optimizers[name] = adam(list(disc.parameters()), train_cfg.optim_d)
         self.base_lrs = {name: [g["lr"] for g in opt.param_groups] for name, opt in self.optimizers.items()}
 
-        use_amp = train_cfg.amp and self.device.type == "cuda"
-        self.amp_dtype = (torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16) if use_amp else None
+        self.amp_dtype = autocast_dtype(train_cfg, self.device)
         self.scaler = torch.amp.GradScaler("cuda", enabled=self.amp_dtype == torch.float16)
 
         self.net_train: nn.Module = self.net
@@ -285,6 +340,10 @@ class Trainer:
         self.iter = 0
         self.metric_fns: dict[str, Any] = {}
         self.last_metrics: dict[str, float] = {}
+        self.init_metrics: dict[str, float] | None = None  # the model at iteration 0 on the validation faces
+        self.init_outputs: list[np.ndarray] | None = None  # ... and its outputs on the sample faces
+        self.best_metric = config.log.best_metric or (config.log.val_metrics[0] if config.log.val_metrics else None)
+        self.best_value: float | None = None
         self.stop_requested = False
         self._saved_iter: int | None = None  # iteration of the last checkpoint written or resumed from
         if resume:
@@ -305,7 +364,18 @@ class Trainer:
             "rng": rng_states,
             "metrics": dict(self.last_metrics),
             "config": _plain(self.config.to_dict()),
+            "val_init": {"metrics": dict(self.init_metrics or {}),
+                         "outputs": [torch.from_numpy(o) for o in self.init_outputs or []]},
+            "best": {"metric": self.best_metric, "value": self.best_value},
         }
+
+    def save_best(self, value: float) -> None:
+        """best.pth: the EMA generator at this validation (main process only)."""
+        self.best_value = value
+        state = {"format": CHECKPOINT_FORMAT, "iter": self.iter, "name": self.config.name,
+                 "net_ema": self.net_ema.state_dict(), "metrics": dict(self.last_metrics),
+                 "best": {"metric": self.best_metric, "value": value}, "config": _plain(self.config.to_dict())}
+        write_atomic(self.out / BEST_CHECKPOINT_FILE, lambda f: torch.save(state, f))
 
     def save_checkpoint(self) -> Path | None:
         """Write last.pth (and iter_<N>.pth with log.snapshots) atomically; collective under DDP."""
@@ -338,6 +408,10 @@ class Trainer:
         self.scaler.load_state_dict(state["scaler"])
         self.iter = int(state["iter"])
         self.last_metrics = dict(state.get("metrics", {}))
+        val_init = state.get("val_init", {})
+        self.init_metrics = dict(val_init.get("metrics", {})) or None
+        self.init_outputs = [o.numpy() for o in val_init.get("outputs", [])] or None
+        self.best_value = state.get("best", {}).get("value")
         rng_states = state["rng"]
         if len(rng_states) == self.dist.world_size:
             restore_rng(rng_states[self.dist.rank])
@@ -422,41 +496,54 @@ class Trainer:
         self.scaler.update()
         ema_cfg = self.config.train.ema
         update_ema(self.net_ema, self.net, ema_decay(ema_cfg.decay, it - 1, ema_cfg.warmup))
-        logs["lr"] = opt_g.param_groups[0]["lr"]
+        logs["lr"] = self.config.train.optim_g.lr * lr_factor(it, self.config.train.scheduler, self.config.train.iters)
         return logs
 
     # -- validation and samples
     @torch.no_grad()
-    def evaluate(self, it: int, metrics: bool = True, samples: bool = True) -> dict[str, float]:
-        """Run the EMA generator on the validation faces: metrics (mean over faces) and a sample grid.
-        Uses its own seeded random stream, so training draws are unaffected."""
-        from ..data import labelled_grid
-        from ..imageio import write_image
-        from ..metrics import get_metric
-
-        if metrics and self.val_set is not None and not self.metric_fns:  # networks (LPIPS, ...) load once
-            self.metric_fns = {name: get_metric(name) for name in self.config.log.val_metrics}
-        results: dict[str, list[float]] = {}
-        previews = []
-        metrics = metrics and self.val_set is not None
-        items = fixed_items(self.val_set) if metrics else iter(self.preview_items if samples else [])
+    def _validation_triples(self, items: Iterator[dict]) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """(input, EMA output, reference) uint8 images of validation items. Uses its own seeded random
+        stream, so training draws are unaffected and every validation sees the same noise."""
+        triples = []
         devices = [self.device] if self.device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices), self._autocast():
             torch.manual_seed(self.config.train.seed)
             while chunk := list(itertools.islice(items, self.config.data.batch_size)):
                 batch = self.recipe.prepare(default_collate(chunk), self.device)
-                inputs, outputs, references = self.recipe.validation_pairs(self.net_ema, batch)
-                for inp, outp, ref in zip(inputs, outputs, references):
-                    if metrics:
-                        for name, metric in self.metric_fns.items():
-                            results.setdefault(name, []).append(metric(outp, ref))
-                            results.setdefault(f"{name}_input", []).append(metric(inp, ref))
-                    if samples and len(previews) < 3 * self.config.log.sample_count:
-                        previews += [inp, outp, ref]
-        mean = {k: float(np.mean(v)) for k, v in results.items()}
-        if samples and previews:
-            labels = ["input", f"EMA output, iter {it}", "ground truth"] * (len(previews) // 3)
-            grid = labelled_grid(previews, labels, columns=3, tile=min(self.size, 256))
+                triples += list(zip(*self.recipe.validation_pairs(self.net_ema, batch)))
+        return triples
+
+    def evaluate(self, it: int, metrics: bool = True, samples: bool = True) -> dict[str, float]:
+        """Run the EMA generator on the validation faces: metric means of its outputs (`psnr`), of the
+        degraded inputs (`psnr_input`) and of the model at iteration 0 (`psnr_init`, measured at the first
+        validation of the run and kept), and a grid input | iteration 0 | now | ground truth."""
+        from ..data import labelled_grid
+        from ..imageio import write_image
+        from ..metrics import get_metric
+
+        metrics = metrics and self.val_set is not None
+        mean: dict[str, float] = {}
+        if metrics:
+            if not self.metric_fns:  # networks (LPIPS, ...) load once
+                self.metric_fns = {name: get_metric(name) for name in self.config.log.val_metrics}
+            results: dict[str, list[float]] = {}
+            for inp, outp, ref in self._validation_triples(fixed_items(self.val_set)):
+                for name, metric in self.metric_fns.items():
+                    results.setdefault(name, []).append(metric(outp, ref))
+                    results.setdefault(f"{name}_input", []).append(metric(inp, ref))
+            mean = {k: float(np.mean(v)) for k, v in results.items()}
+            if self.init_metrics is None:  # this is the model the run starts from
+                self.init_metrics = {f"{name}_init": mean[name] for name in self.metric_fns}
+            mean.update(self.init_metrics)
+        if samples and self.preview_items:
+            triples = self._validation_triples(iter(self.preview_items))
+            if self.init_outputs is None:
+                self.init_outputs = [outp for _, outp, _ in triples]
+            tiles, labels = [], []
+            for (inp, outp, ref), first in zip(triples, self.init_outputs):
+                tiles += [inp, first, outp, ref]
+                labels += ["input", "iteration 0", f"EMA, iteration {it}", "ground truth"]
+            grid = labelled_grid(tiles, labels, columns=4, tile=min(self.size, 256))
             write_image(self.out / "samples" / f"iter_{it:07d}.png", grid)
         return mean
 
@@ -468,7 +555,7 @@ class Trainer:
             yaml.safe_dump(_plain(self.config.to_dict()), f, sort_keys=False)
         keep = self.iter if self.iter else None
         self.train_log = CSVLog(self.out / "log.csv", ["iter", "lr", *self.recipe.log_keys(), "sec_per_iter"], keep)
-        metrics = [m for name in self.config.log.val_metrics for m in (name, f"{name}_input")]
+        metrics = [m for name in self.config.log.val_metrics for m in (name, f"{name}_input", f"{name}_init")]
         self.val_log = CSVLog(self.out / "val.csv", ["iter", *metrics], keep)
         if self.config.log.tensorboard:
             self.tb = tensorboard_writer(self.out / "tensorboard", self.iter + 1 if self.iter else None)
@@ -485,11 +572,23 @@ class Trainer:
                 self.tb.add_scalar(f"train/{k}", v, it)
         bar.set_postfix({k: f"{row[k]:.3g}" for k in self.recipe.log_keys()[:3] if k in row})
 
+    @staticmethod
+    def _lower_is_better(metric: str) -> bool:
+        from ..metrics import list_metrics
+
+        info = list_metrics().get(metric)
+        return bool(info.lower_is_better) if info is not None else False
+
     def _log_validation(self, it: int, metrics: dict[str, float]) -> None:
         if not metrics:
             return
         self.last_metrics = {"iter": it, **metrics}
         self.val_log.write({"iter": it, **metrics})
+        value = metrics.get(self.best_metric) if self.best_metric else None
+        if value is not None:
+            lower_is_better = self._lower_is_better(self.best_metric)
+            if self.best_value is None or (value < self.best_value if lower_is_better else value > self.best_value):
+                self.save_best(value)
         if self.tb is not None:
             for k, v in metrics.items():
                 self.tb.add_scalar(f"val/{k}", v, it)
@@ -608,9 +707,13 @@ def _plain(value: Any) -> Any:
 
 def train(config: Config | str | os.PathLike, *, hq: str | os.PathLike | None = None,
           lq: str | os.PathLike | None = None, iters: int | None = None, out: str | os.PathLike | None = None,
-          resume: bool = False, device: str | torch.device | None = None, progress: bool = True) -> dict[str, Any]:
+          resume: bool = False, device: str | torch.device | None = None, progress: bool = True,
+          init: str | os.PathLike | None = None, degradation: str | os.PathLike | None = None,
+          precision: str | None = None) -> dict[str, Any]:
     """Train from a config (a path or a Config); keyword arguments override the config's data.hq,
-    data.lq, train.iters (the TOTAL count: a resumed run continues up to it) and out."""
+    data.lq, train.iters (the TOTAL count: a resumed run continues up to it), out, model.init (a zoo
+    name, an official-layout weights file or a training checkpoint), data.degradation (a preset name
+    or a YAML spec file) and train.precision (fp32, bf16, fp16)."""
     config = load_config(config) if not isinstance(config, Config) else copy.deepcopy(config)
     if hq is not None:
         config.data.hq = os.fspath(hq)
@@ -622,6 +725,13 @@ def train(config: Config | str | os.PathLike, *, hq: str | os.PathLike | None = 
         config.train.iters = int(iters)
     if out is not None:
         config.out = os.fspath(out)
+    if init is not None:
+        config.model.init = os.fspath(init)
+    if degradation is not None:
+        config.data.degradation = degradation_from_spec(degradation)
+    if precision is not None:
+        config.train.precision = precision
+    config_from_dict(config.to_dict())  # the overrides pass the same checks as the YAML
     trainer = Trainer(config, resume=resume, device=device, progress=progress)
     try:
         return trainer.fit()
