@@ -151,7 +151,7 @@ def test_restore_every_kind_of_file(tmp_path, capsys, monkeypatch):
 
 
 def test_plan_outputs_keeps_names_apart():
-    from facerestore.cli.restore import output_file, plan_outputs
+    from facerestore.pipeline import output_file, plan_outputs
 
     out = Path("/out")
     sources = [(Path("in/a/x.png"), Path("a/x.png")), (Path("in/b/x.png"), Path("b/x.png")),

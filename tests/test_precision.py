@@ -99,7 +99,8 @@ def test_dfdnet_bf16_within_40db_of_fp32():
 
 
 def test_exact_mode_layout_follows_the_entry_and_device():
-    """DPR and DFDNet run channels_last in exact mode on CPU (measured faster), the others NCHW."""
+    """DPR, DFDNet, GPEN and CodeFormer run channels_last in exact mode on CPU (measured faster), the
+    others (GFP-GAN, RestoreFormer: no gain measured) NCHW."""
     def conv_weight(restorer):
         return next(p for p in restorer.net.parameters() if p.dim() == 4 and p.shape[-1] > 1)
 
@@ -107,4 +108,6 @@ def test_exact_mode_layout_follows_the_entry_and_device():
     assert dpr.channels_last and conv_weight(dpr).is_contiguous(memory_format=torch.channels_last)
     gpen = facerestore.load("gpen-bfr-256", pretrained=False, device="cpu", size=64, narrow=0.0625,
                             style_dim=32, n_mlp=2)
-    assert not gpen.channels_last and conv_weight(gpen).is_contiguous()
+    assert gpen.channels_last and conv_weight(gpen).is_contiguous(memory_format=torch.channels_last)
+    gfpgan = facerestore.load("gfpgan-v1.4", pretrained=False, device="cpu", **facerestore.get_entry("gfpgan").family.tiny)
+    assert not gfpgan.channels_last and conv_weight(gfpgan).is_contiguous()

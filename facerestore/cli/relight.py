@@ -66,7 +66,8 @@ def run(args: argparse.Namespace) -> int:
     from .. import load
     from ..imageio import find_images, read_image, to_bgr_uint8, write_image
     from ..relighter import contact_sheet
-    from .restore import check_ext, output_file, plan_outputs, report
+    from ..pipeline import check_ext, output_file, plan_outputs
+    from .restore import report
 
     check_ext(args.ext)
     if args.sweep is not None and args.sweep < 1:

@@ -11,7 +11,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..pipeline import check_ext, faces_stem, output_file, plan_outputs  # noqa: F401  (the naming rule)
+from ..pipeline import check_ext
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:

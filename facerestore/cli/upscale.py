@@ -31,7 +31,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from .. import load
     from ..imageio import find_images, read_image, write_image
-    from .restore import check_ext, output_file, plan_outputs, report
+    from ..pipeline import check_ext, output_file, plan_outputs
+    from .restore import report
 
     check_ext(args.ext)
     out_dir = Path(args.output)
