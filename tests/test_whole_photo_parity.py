@@ -93,19 +93,20 @@ def official_pipeline(helper, net, img: np.ndarray) -> np.ndarray:
 
 
 def photo(name: str) -> np.ndarray:
-    """A real photo, trimmed where the whole one would cost many seconds more without testing anything new:
-    the left third of the Solvay group (9 faces of the 29: the parser runs twice per face), 00.jpg at half
-    size (at 1297 x 1920 both full-size detections take seconds; its two faces are large either way)."""
+    """A real photo, trimmed where the whole one costs seconds more without testing anything new (both
+    pipelines detect at the photo's full size): the left third of the Solvay group, the top 1100 rows of
+    00.jpg (1297 x 1920; both children's faces are in them)."""
     img = cv2.imread(str(shared_path(f"data/real/whole/{name}")))
     if name.startswith("Solvay"):
         return np.ascontiguousarray(img[:, :440])
     if name == "00.jpg":
-        return cv2.resize(img, None, fx=0.5, fy=0.5, interpolation=cv2.INTER_AREA)
+        return np.ascontiguousarray(img[:1100])
     return img
 
 
-# real photos: a portrait pair (one face found at this single scale), a group, a two-child portrait;
-# output scales 2 and 1
+# Real photos at output scales 2 and 1. At facexlib's single full-size scale and score > 0.97 the 1 MB
+# detector finds 1 face in Blake_Lively (of 2), 1 in the Solvay crop (its faces are ~25 px) and both
+# children of 00.jpg: the multi-face case, where the compositing order of overlapping masks matters.
 CASES = [("Blake_Lively.jpg", 2), ("Solvay_conference_1927.png", 1), ("00.jpg", 1)]
 
 
@@ -117,7 +118,7 @@ def test_whole_photo_equals_facexlib_pipeline(monkeypatch, restorer, parsenet_fi
     ours = restorer.restore(img, paste="parse", upscale=upscale)
 
     # the same faces, found and aligned the same way
-    assert len(ours.faces) == len(helper.det_faces) >= 1
+    assert len(ours.faces) == len(helper.det_faces) == (2 if name == "00.jpg" else 1)
     np.testing.assert_allclose(np.stack([f.box for f in ours.faces]), np.stack(helper.det_faces)[:, :4], atol=1e-3)
     np.testing.assert_allclose(np.stack([f.affine for f in ours.faces]), np.stack(helper.affine_matrices), atol=1e-6)
 
