@@ -512,7 +512,12 @@ def upscale_background(bgr: np.ndarray, upscale: float, upsampler: Any = None, e
     if exact_size:
         from .face.paste import upscale_background as facexlib_background
 
-        return facexlib_background(upsampler(bgr, upscale) if upsampler is not None else bgr, upscale)
+        if upsampler is None:
+            return facexlib_background(bgr, upscale)
+        # facexlib resizes the upsampler's output to (int(w * s), int(h * s)) of the INPUT's size
+        h, w = bgr.shape[:2]
+        return cv2.resize(upsampler(bgr, upscale), (int(w * upscale), int(h * upscale)),
+                          interpolation=cv2.INTER_LANCZOS4)
     if upsampler is not None:
         return upsampler(bgr, upscale)
     if upscale == 1:
