@@ -154,7 +154,8 @@ class DetectorEntry(ModelEntry):
     variances: tuple[float, float] = (0.1, 0.2)
     detect_size: int | tuple[int, ...] | None = None  # long side(s) of the resized copy detection runs on
     score_threshold: float = 0.9
-    min_face: float = 40.0  # multi-scale: smallest face side (px) a copy answers for, but the largest copy
+    # multi-scale: smallest face side (px) a copy answers for, but the largest copy; None: one NMS over all copies
+    min_face: float | None = 40.0
 
 
 @dataclass(frozen=True, kw_only=True)

@@ -18,6 +18,10 @@ import torchvision
 from torch import nn
 
 MEAN_BGR = (104.0, 117.0, 123.0)
+# multi-scale merge: a box lying at least this much (fraction of the smaller box's area) inside a
+# higher-scoring one is the same face found at another scale with another size; IoU-NMS keeps such pairs
+# (a box nested in one twice its area has IoU 0.5 at most, often under 0.4)
+NESTED_OVERLAP = 0.5
 
 
 @dataclass
@@ -109,7 +113,9 @@ class FaceDetector:
         self.min_sizes, self.steps, self.variances = entry.min_sizes, entry.steps, entry.variances
         self.detect_size = entry.detect_size
         self.score_threshold = entry.score_threshold
-        self.min_face = entry.min_face  # multi-scale: smallest face side (px) a copy answers for, but the largest copy
+        # multi-scale: smallest face side (px) a copy answers for, but the largest copy; None: every copy
+        # answers for every face and one NMS merges them
+        self.min_face = entry.min_face
 
     def to(self, device) -> "FaceDetector":
         self.device = torch.device(device)
@@ -130,8 +136,9 @@ class FaceDetector:
                      min_eye_distance: float = 5.0) -> list[Detections]:
         """Detect in several images. `detect_size` (default: the detector's) is the long side of the
         resized copy detection runs on; a tuple runs several scales and merges them (small faces are
-        found at the larger sizes, large faces at the smaller ones). Copies of the same shape share
-        one forward."""
+        found at the larger sizes, large faces at the smaller ones): with one NMS over all copies, then
+        dropping boxes nested in a higher-scoring one, or, when the detector has a `min_face`, by giving
+        each copy one band of face sizes. Copies of the same shape share one forward."""
         threshold = self.score_threshold if score_threshold is None else score_threshold
         sizes = detect_size if detect_size is not None else self.detect_size
         sizes = sorted(sizes) if isinstance(sizes, (tuple, list)) else (sizes,)
@@ -150,7 +157,7 @@ class FaceDetector:
                 boxes, landmarks = decode(deltas[k][keep], landmark_deltas[k][keep], priors[keep], self.variances)
                 boxes, landmarks, score = boxes * scale.repeat(2), landmarks * scale, scores[k][keep]
                 resize = jobs[j][2]
-                if len(sizes) > 1:
+                if len(sizes) > 1 and self.min_face is not None:
                     # each scale answers only for its own band of face sizes, so one face is never
                     # reported twice: copy i keeps faces of at least `min_face` px, except the largest
                     # copy, and faces smaller than what copy i-1 would have kept, except the smallest.
@@ -161,13 +168,18 @@ class FaceDetector:
                     ok = (side >= low) & (side < high)
                     boxes, landmarks, score = boxes[ok], landmarks[ok], score[ok]
                 found[jobs[j][0]].append((boxes / resize, landmarks / resize, score))
-        return [self._merge(parts, nms_threshold, min_eye_distance) for parts in found]
+        nested = NESTED_OVERLAP if len(sizes) > 1 else None
+        return [self._merge(parts, nms_threshold, min_eye_distance, nested) for parts in found]
 
     @staticmethod
-    def _merge(parts: list[tuple[torch.Tensor, ...]], nms_threshold: float, min_eye_distance: float) -> Detections:
+    def _merge(parts: list[tuple[torch.Tensor, ...]], nms_threshold: float, min_eye_distance: float,
+               nested_overlap: float | None = None) -> Detections:
         boxes, landmarks, scores = (torch.cat([p[i] for p in parts]).float() for i in range(3))
         order = torchvision.ops.nms(boxes, scores, nms_threshold)  # sorted by score
         boxes, landmarks, scores = (t[order].cpu().numpy().astype(np.float32) for t in (boxes, landmarks, scores))
+        if nested_overlap is not None and len(boxes) > 1:
+            keep = _drop_nested(boxes, nested_overlap)
+            boxes, landmarks, scores = boxes[keep], landmarks[keep], scores[keep]
         eyes = np.linalg.norm(landmarks[:, 0] - landmarks[:, 1], axis=1) >= min_eye_distance
         return Detections(boxes[eyes], scores[eyes], landmarks[eyes])
 
@@ -182,6 +194,21 @@ class FaceDetector:
                                  interpolation=cv2.INTER_AREA if resize < 1 else cv2.INTER_LINEAR)
         x = torch.from_numpy(img).permute(2, 0, 1).float() - torch.tensor(MEAN_BGR).view(3, 1, 1)
         return x[None], resize
+
+
+def _drop_nested(boxes: np.ndarray, overlap: float) -> np.ndarray:
+    """Indices of the boxes (sorted by score) to keep: each box whose intersection with a kept,
+    higher-scoring box covers at least `overlap` of the smaller of the two is dropped."""
+    corner_min = np.maximum(boxes[:, None, :2], boxes[None, :, :2])
+    corner_max = np.minimum(boxes[:, None, 2:], boxes[None, :, 2:])
+    inter = np.clip(corner_max - corner_min, 0, None).prod(-1)
+    area = (boxes[:, 2:] - boxes[:, :2]).prod(-1)
+    nested = inter >= overlap * np.minimum(area[:, None], area[None, :])
+    keep: list[int] = []
+    for i in range(len(boxes)):
+        if not nested[i, keep].any():
+            keep.append(i)
+    return np.array(keep, dtype=np.int64)
 
 
 def load_detector(name: str = "retinaface-resnet50", weights: str | os.PathLike | None = None,
