@@ -4,7 +4,7 @@ data/real/whole, against face boxes verified by eye (tests/data/faces_whole.json
 A detection is a hit when its IoU with a true face box is >= 0.4; matching is one-to-one, detections in
 score order each taking the unmatched true face they overlap most, so a face reported twice counts one hit
 and one false detection. Counts, not boxes, are asserted: boxes may move by float rounding across CPUs,
-while every kept score is >= 0.001 from the 0.95 threshold and every IoU far from 0.4 (measured).
+while kept scores are >= 0.001 from the 0.95 threshold and IoUs far from 0.4 (measured).
 """
 from __future__ import annotations
 
@@ -23,10 +23,11 @@ TRUTH = json.loads((Path(__file__).parent / "data" / "faces_whole.json").read_te
 PHOTOS = [name for name in TRUTH if name != "comment"]
 HIT_IOU = 0.4
 
-# (hits, false detections) per photo; photo order as in PHOTOS
-DEFAULT = {"00.jpg": (2, 0), "10045.png": (1, 0), "Blake_Lively.jpg": (2, 0), "Solvay_conference_1927.png": (26, 0)}
-# the previous default: copies 320/640/960 each answering for one band of face sizes (min_face 40)
-SIZE_BANDS = {"00.jpg": (2, 0), "10045.png": (0, 0), "Blake_Lively.jpg": (2, 0), "Solvay_conference_1927.png": (22, 0)}
+# (hits, false detections) per photo. The default: copies 320/640/960, each answering for one band of face sizes
+DEFAULT = {"00.jpg": (2, 0), "10045.png": (0, 0), "Blake_Lively.jpg": (2, 0), "Solvay_conference_1927.png": (22, 0)}
+# copies 320/800/960 merged by one NMS and nested-box suppression (min_face=None): more faces, but its landmarks
+# come from whichever copy scored highest, and on portraits that copy is sometimes a worse one (README)
+ONE_NMS = {"00.jpg": (2, 0), "10045.png": (1, 0), "Blake_Lively.jpg": (2, 0), "Solvay_conference_1927.png": (26, 0)}
 
 
 @pytest.fixture(scope="module")
@@ -80,14 +81,16 @@ def test_matching_is_one_to_one():
 
 
 def test_default_recall_and_false_detections(detector, photos):
-    """31 of 36 faces, no false face: copies 320/800/960 merged by one NMS and nested-box suppression."""
-    assert detector.detect_size == (320, 800, 960) and detector.min_face is None
+    """26 of 36 faces, no false face; none of the three in 10045.png (a faded scan)."""
+    assert detector.detect_size == (320, 640, 960) and detector.min_face == 40
     found = measure(detector, photos)
     assert found == DEFAULT
+    assert sum(h for h, _ in found.values()) == 26 and sum(f for _, f in found.values()) == 0
+
+
+def test_one_nms_over_copies_finds_more_faces(detector, photos):
+    """31 of 36 faces, still no false face: one NMS over copies 320/800/960, nested duplicates dropped."""
+    merged = FaceDetector(detector.net, dataclasses.replace(detector.entry, detect_size=(320, 800, 960), min_face=None))
+    found = measure(merged, photos)
+    assert found == ONE_NMS
     assert sum(h for h, _ in found.values()) == 31 and sum(f for _, f in found.values()) == 0
-
-
-def test_default_beats_size_bands(detector, photos):
-    """The previous default (size bands over 320/640/960) finds 26 of 36, none in 10045.png."""
-    bands = FaceDetector(detector.net, dataclasses.replace(detector.entry, detect_size=(320, 640, 960), min_face=40))
-    assert measure(bands, photos) == SIZE_BANDS

@@ -43,8 +43,8 @@ register(DetectorEntry(
     name="retinaface-mobile0.25-1mb", family=FAMILY, arch=RetinaFaceNet, arch_config=dict(backbone="mobilenet0.25"),
     # variances: its centre/landmark offsets are 0.65x the usual 0.1 x prior (measured on faces with known
     # landmarks; with 0.1 the landmarks spread ~1.5x and aligned faces come out ~1.5x too small)
-    min_sizes=((10, 20), (32, 64), (128, 256)), variances=(0.065, 0.2), detect_size=(320, 800, 960), min_face=None,
-    score_threshold=0.95,  # sizes, merge and threshold: best recall without false faces on real/whole (README)
+    min_sizes=((10, 20), (32, 64), (128, 256)), variances=(0.065, 0.2), detect_size=(320, 640, 960), min_face=40,
+    score_threshold=0.95,
     files=(WeightFile("mobilenet0.25_Final.pth",
                       ("https://github.com/biubug6/Face-Detector-1MB-with-landmark/raw/master/weights/mobilenet0.25_Final.pth",),
                       sha256="ed6fa7d45a5179f03cb5ce82c73b0c6711372968e53782e88395acee88d319e1", size=1789735,
@@ -58,8 +58,7 @@ register(DetectorEntry(
            "about 2x too big. Its centre/landmark offsets are decoded with 0.065 x prior instead of 0.1 "
            "(measured on faces with known landmarks; with 0.1 aligned faces come out ~1.5x too small). "
            "It was trained on 300 px crops and finds faces of 10-256 px: detection runs "
-           "on copies resized to a long side of 320, 800 and 960 px (large faces from the small copy, the "
-           "small faces of group photos from the large ones), merged by one NMS that also drops boxes nested "
-           "in a higher-scoring one, and is mapped back to the input's pixels. On the 36 faces of "
-           "data/real/whole it finds 31 with no false face (320/640/960 in size bands: 26)."),
+           "on copies resized to a long side of 320, 640 and 960 px, each answering for one band of face "
+           "sizes (large faces from the small copy, the small faces of group photos from the large one), "
+           "and is mapped back to the input's pixels."),
 ))
