@@ -136,7 +136,7 @@ def _restore_video_file(restorer, src: Path, stem: Path, args: argparse.Namespac
         raise ValueError("--aligned is for photos of aligned faces; videos are searched for faces")
     restorer.restore_video(src, dst, crf=args.crf, codec=args.video_codec, upscale=args.upscale,
                            only_center_face=args.only_center_face, max_faces=args.max_faces,
-                           fidelity=args.fidelity, seed=args.seed)
+                           fidelity=args.fidelity, seed=args.seed, paste=args.paste)
     return dst
 
 
