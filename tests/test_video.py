@@ -228,10 +228,21 @@ def test_interrupted_run_leaves_no_file(gpen, photo, tmp_path, monkeypatch):
     assert not dst.exists() and list(dst.parent.iterdir()) == []  # neither the output nor a temporary file
 
 
-def write_gif(path, photo, frames):
+def write_clip(path, photo, frames, codec="gif", pix_fmt="rgb8", subtitles=None):
+    """A short pan over `photo` encoded with `codec` (the container from the extension); `subtitles`: the
+    text of an .srt file whose packets are muxed as a subtitle stream."""
     with av.open(str(path), "w") as out:
-        stream = out.add_stream("gif", rate=10)
-        stream.width, stream.height, stream.pix_fmt = SIZE[0], SIZE[1], "rgb8"
+        stream = out.add_stream(codec, rate=10)
+        stream.width, stream.height, stream.pix_fmt = SIZE[0], SIZE[1], pix_fmt
+        if subtitles is not None:
+            srt_path = path.with_suffix(".srt")
+            srt_path.write_text(subtitles, encoding="utf-8")
+            with av.open(str(srt_path)) as srt:
+                text = out.add_stream_from_template(srt.streams[0])
+                for packet in srt.demux():
+                    if packet.size:
+                        packet.stream = text
+                        out.mux(packet)
         for i, affine in enumerate(video.pan_zoom_affines(photo.shape, SIZE, frames)):
             frame = av.VideoFrame.from_ndarray(cv2.warpAffine(photo, affine, SIZE), format="bgr24")
             frame.pts = i
@@ -239,6 +250,10 @@ def write_gif(path, photo, frames):
                 out.mux(packet)
         for packet in stream.encode():
             out.mux(packet)
+
+
+def write_gif(path, photo, frames):
+    write_clip(path, photo, frames)
 
 
 def test_cli_folder_with_images_and_videos_and_a_bad_clip(photo, tmp_path, capsys):
@@ -328,3 +343,34 @@ def test_video_frames_are_pasted_as_the_photo_pipeline_pastes_them(gpen_with_par
     assert len(expected.faces) == 2
     assert np.abs(expected.image.astype(int) - frame_in).mean() > 1  # the faces were pasted
     np.testing.assert_array_equal(frame_out, expected.image)
+
+
+SRT = "1\n00:00:00,000 --> 00:00:00,150\nhello\n\n2\n00:00:00,200 --> 00:00:00,300\nsous-titre \u00e9\n\n"
+
+
+@pytest.mark.parametrize("name, codec, pix_fmt, out_codec, out_name, out_decoder", [
+    ("clip.mkv", "libx264", "yuv420p", "libx265", "clip.mkv", "hevc"),  # + an srt subtitle stream
+    ("clip.webm", "libvpx-vp9", "yuv420p", "libvpx-vp9", "clip.webm", "vp9"),
+    ("clip.mov", "libx264", "yuv420p", "libx264", "clip.mov", "h264"),
+    ("clip.avi", "mpeg4", "yuv420p", "ffv1", "clip.avi", "ffv1"),
+    ("clip.gif", "gif", "rgb8", "libx264", "clip.mp4", "h264"),
+])
+def test_containers_and_codecs_round_trip(gpen, photo, tmp_path, name, codec, pix_fmt, out_codec, out_name,
+                                          out_decoder):
+    """Inputs in each container restore into the same container (GIF -> MP4) with another encoder on
+    output where asked; a subtitle stream is copied packet for packet."""
+    src = tmp_path / name
+    write_clip(src, photo, frames=3, codec=codec, pix_fmt=pix_fmt, subtitles=SRT if name.endswith(".mkv") else None)
+    dst = tmp_path / "out" / f"clip{video.output_extension(src, out_codec)}"
+    assert dst.name == out_name
+    summary = gpen.restore_video(src, dst, codec=out_codec, pix_fmt="yuv420p" if out_codec != "ffv1" else "bgr0",
+                                 crf=30, seed=0, progress=False, paste=FEATHER)
+    frames_in, frames_out = read_frames(src)[0], read_frames(dst)[0]
+    assert summary.frames == len(frames_out) == len(frames_in) == 3 and summary.faces >= 3
+    with av.open(str(dst)) as c:
+        assert c.streams.video[0].codec_context.name == out_decoder
+        assert [s.type for s in c.streams] == (["video", "subtitle"] if name.endswith(".mkv") else ["video"])
+    if name.endswith(".mkv"):
+        subtitles_in, subtitles_out = packets(src, "subtitles"), packets(dst, "subtitles")
+        assert len(subtitles_in) == 2 and subtitles_out == subtitles_in  # byte-identical, same timestamps
+        assert subtitles_out[1][0] == "sous-titre \u00e9".encode()
