@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import threading
 import warnings
 from dataclasses import dataclass
 from typing import Any, Iterator, Sequence
@@ -24,6 +25,10 @@ from .registry import ZooEntry
 
 PASTE_MODES = ("parse", "box", "gpen", "feather")
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+# Seeding PyTorch's process-global RNG (only for nets that may draw from it, see Restorer.inference) is
+# one critical section for the whole process: two threads seeding it at once would interleave draws.
+_GLOBAL_RNG_LOCK = threading.Lock()
 
 
 class NoFaceWarning(UserWarning):
@@ -111,6 +116,8 @@ class Restorer:
         self._parser = None
         self._upsampler = None
         self._detector = None
+        # Helpers are built once even when several threads ask for one at the same time (a web server).
+        self._helpers_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.entry.name!r}, device={str(self.device)!r}, precision={self.precision!r})"
@@ -148,7 +155,10 @@ class Restorer:
 
             if not self.detector_name:
                 raise RuntimeError("this restorer was loaded with detector=None; pass aligned=True or load a detector")
-            self._detector = load_detector(self.detector_name, weights=self.detector_weights, device=self.device)
+            with self._helpers_lock:
+                if self._detector is None:
+                    self._detector = load_detector(self.detector_name, weights=self.detector_weights,
+                                                   device=self.device)
         return self._detector
 
     @property
@@ -157,8 +167,10 @@ class Restorer:
         if self._parser is None:
             from .face.parse import load_parser
 
-            self._parser = load_parser(self.parser_name, weights=self.parser_weights, device=self.device,
-                                       pretrained=self.pretrained_helpers or self.parser_weights is not None)
+            with self._helpers_lock:
+                if self._parser is None:
+                    self._parser = load_parser(self.parser_name, weights=self.parser_weights, device=self.device,
+                                               pretrained=self.pretrained_helpers or self.parser_weights is not None)
         return self._parser
 
     @property
@@ -167,9 +179,11 @@ class Restorer:
         if self._upsampler is None and self.upsampler_name:
             from .api import load
 
-            self._upsampler = load(self.upsampler_name, weights=self.upsampler_weights, device=self.device,
-                                   precision=self.precision,
-                                   pretrained=self.pretrained_helpers or self.upsampler_weights is not None)
+            with self._helpers_lock:
+                if self._upsampler is None:
+                    self._upsampler = load(self.upsampler_name, weights=self.upsampler_weights, device=self.device,
+                                           precision=self.precision,
+                                           pretrained=self.pretrained_helpers or self.upsampler_weights is not None)
         return self._upsampler
 
     def _wrap_forward(self) -> None:
@@ -192,14 +206,19 @@ class Restorer:
     def inference(self, seed: int | Sequence[int] | None = None) -> Iterator[None]:
         """No-grad inference; with an int `seed`, random draws from the global RNG are reproducible and its
         state is left as it was (per-face seed lists only concern nets with seedable noise inputs, see
-        FaceRestorer.forward_faces)."""
+        FaceRestorer.forward_faces). Seeding the global RNG holds a process-wide lock for the block, so
+        seeded calls from several threads do not interleave their draws (they run one at a time). The
+        zoo's networks draw nothing from it at inference (GFP-GAN's noise comes from per-call generators),
+        so for them the seed is not needed and their calls never take that lock."""
         if not isinstance(seed, (int, np.integer)):
             seed = None
         devices = [self.device] if self.device.type == "cuda" else []
-        rng = torch.random.fork_rng(devices=devices) if seed is not None else contextlib.nullcontext()
-        with torch.inference_mode(), rng:
-            if seed is not None:
-                torch.manual_seed(seed)
+        if seed is None or _draws_nothing(self.net):
+            with torch.inference_mode():
+                yield
+            return
+        with _GLOBAL_RNG_LOCK, torch.inference_mode(), torch.random.fork_rng(devices=devices):
+            torch.manual_seed(seed)
             yield
 
     def find_faces(self, bgr: np.ndarray, dst: np.ndarray, only_center_face: bool = False,
@@ -269,7 +288,8 @@ class FaceRestorer(Restorer):
             kwargs[argument] = kwargs.get(argument, self.entry.family.fidelity) if fidelity is None else fidelity
         generator = torch.Generator().manual_seed(seed) if isinstance(seed, int) else None
         outputs = []
-        # Models without seedable noise inputs (a test's custom net) still get a reproducible global RNG.
+        # Custom nets without seedable noise inputs (a test's) may draw from the global RNG: a seed makes
+        # those draws reproducible (see `inference`).
         with self.inference(seed if noise_shapes is None else None):
             for start in range(0, len(crops), self.batch_size):
                 stop = min(start + self.batch_size, len(crops))
@@ -456,6 +476,12 @@ class FaceRestorer(Restorer):
         from .video import restore_video
 
         return restore_video(self, src, dst, **options)
+
+
+def _draws_nothing(net: torch.nn.Module) -> bool:
+    """Whether `net` draws no random numbers from the global RNG at inference: facerestore's architectures
+    without noise inputs (in eval mode dropout is off; GFP-GAN gets its seeded noise passed in)."""
+    return type(net).__module__.startswith("facerestore.archs.") and not hasattr(net, "noise_shapes")
 
 
 def _per_face_seeds(seed: int | Sequence[int] | None, count: int) -> list[int] | None:
