@@ -455,19 +455,22 @@ class FaceRestorer(Restorer):
     def paste_back(self, background: np.ndarray, restored: np.ndarray, affines: np.ndarray,
                    input_shape: tuple[int, ...], upscale: float, paste: str, boxes: np.ndarray | None = None
                    ) -> np.ndarray:
-        """Composite restored faces (N,S,S,3) onto the output-size `background` with paste mode `paste`;
-        `affines` map input pixels to crop pixels."""
+        """Composite restored faces (N,S,S,3) into the output-size `background` (modified in place and
+        returned) with paste mode `paste`; `affines` map input pixels to crop pixels."""
         from .face import paste as pasting
 
+        # the background is the caller's own (output-size) array: faces are pasted into it, no copy
         if paste == "parse":
-            return pasting.paste_parse(background, restored, affines, self.parser.face_masks(restored), upscale)
+            return pasting.paste_parse(background, restored, affines, self.parser.face_masks(restored), upscale,
+                                       inplace=True)
         if paste == "box":
-            return pasting.paste_box(background, restored, affines, upscale)
+            return pasting.paste_box(background, restored, affines, upscale, inplace=True)
         if paste == "gpen":
             # the fidelity blend with the input crop (GPEN's alpha) happened before, in restore_faces
-            return pasting.paste_gpen(background, restored, affines, self.parser.gpen_masks(restored), boxes, upscale)
+            return pasting.paste_gpen(background, restored, affines, self.parser.gpen_masks(restored), boxes, upscale,
+                                      inplace=True)
         to_input = pasting.resize_affine(input_shape, background.shape)  # background pixel -> input pixel
-        return pasting.paste_faces(background, restored, np.stack([a @ to_input for a in affines]))
+        return pasting.paste_faces(background, restored, np.stack([a @ to_input for a in affines]), inplace=True)
 
 
     def restore_video(self, src: Any, dst: Any, **options: Any) -> Any:
@@ -512,7 +515,8 @@ def upscale_background(bgr: np.ndarray, upscale: float, upsampler: Any = None, e
 
         return facexlib_background(upsampler(bgr, upscale) if upsampler is not None else bgr, upscale)
     if upsampler is not None:
-        return upsampler(bgr, upscale)
+        out = upsampler(bgr, upscale)
+        return out.copy() if np.shares_memory(out, bgr) else out  # faces are pasted into it: never the input
     if upscale == 1:
         return bgr.copy()
     h, w = bgr.shape[:2]
