@@ -26,9 +26,19 @@ from .registry import ZooEntry
 PASTE_MODES = ("parse", "box", "gpen", "feather")
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 
+# The largest output (pixels) `restore` makes by default: 250 MP, about 1.6 GB at its ~6.5 bytes per output
+# pixel (the input and output photos plus chunk-sized paste buffers; README "Robustness"). Larger requests
+# stop with an ImageTooLargeError naming this limit instead of risking an out-of-memory kill; set
+# `restorer.max_pixels` (None: no limit) to change it.
+MAX_PIXELS = 250_000_000
+
 # Seeding PyTorch's process-global RNG (only for nets that may draw from it, see Restorer.inference) is
 # one critical section for the whole process: two threads seeding it at once would interleave draws.
 _GLOBAL_RNG_LOCK = threading.Lock()
+
+
+class ImageTooLargeError(ValueError):
+    """The output `restore` would make is larger than `restorer.max_pixels`."""
 
 
 class NoFaceWarning(UserWarning):
@@ -264,7 +274,13 @@ def set_weight_layout(net: torch.nn.Module, channels_last: bool) -> None:
 
 
 class FaceRestorer(Restorer):
-    """Blind face restoration on aligned faces or whole photos."""
+    """Blind face restoration on aligned faces or whole photos.
+
+    `max_pixels`: the largest output (in pixels, i.e. input pixels x upscale^2) `restore` makes; larger
+    requests raise ImageTooLargeError before any work. Default MAX_PIXELS (250 megapixels); None: no limit.
+    """
+
+    max_pixels: int | None = MAX_PIXELS
 
     def forward_faces(self, crops: np.ndarray, crop_landmarks: np.ndarray,
                       seed: int | Sequence[int] | None = None, fidelity: float | None = None) -> np.ndarray:
@@ -356,6 +372,7 @@ class FaceRestorer(Restorer):
             raise ValueError(f"paste must be one of {', '.join(PASTE_MODES)} (or None for the model's default), "
                              f"got {paste!r}")
         bgr, info = to_bgr_uint8(img, color_order)
+        self._check_size(bgr.shape, upscale)
         if aligned:
             image, faces = self._restore_aligned(bgr, upscale, fidelity, seed)
         else:
@@ -363,6 +380,18 @@ class FaceRestorer(Restorer):
                                                min_face_size, background_upsampler or self.upsampler,
                                                paste or self.entry.family.paste)
         return RestoreResult(from_bgr_uint8(image, info, color_order), faces)
+
+    def _check_size(self, shape: tuple[int, ...], upscale: float) -> None:
+        """ImageTooLargeError when the output would exceed `max_pixels` (a clear stop, not an OOM kill)."""
+        if self.max_pixels is None:
+            return
+        out_pixels = round(shape[0] * upscale) * round(shape[1] * upscale)
+        if out_pixels > self.max_pixels:
+            raise ImageTooLargeError(
+                f"the output would be {out_pixels / 1e6:.0f} megapixels ({shape[1]}x{shape[0]} input x upscale "
+                f"{upscale:g}), above the limit restorer.max_pixels = {self.max_pixels / 1e6:.0f} megapixels "
+                f"(about 6.5 bytes of memory per output pixel); use a smaller upscale, or raise the limit "
+                f"(restorer.max_pixels = N, or --max-megapixels on the command line) if the memory is there")
 
     def restore_faces(self, crops: np.ndarray, crop_landmarks: np.ndarray, fidelity: float | None = None,
                       seed: int | Sequence[int] | None = None) -> np.ndarray:

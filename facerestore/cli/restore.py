@@ -24,6 +24,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--weights", help="local weights file/folder or URL (default: cache, then download)")
     p.add_argument("--no-pretrained", action="store_true", help="random weights (for testing the pipeline)")
     p.add_argument("--upscale", type=float, default=1, help="output size factor (default 1)")
+    p.add_argument("--max-megapixels", type=float, default=None,
+                   help="largest output image in megapixels (default 250; larger ones are reported as failed)")
     p.add_argument("--aligned", action="store_true", help="inputs are aligned face crops")
     p.add_argument("--only-center-face", action="store_true")
     p.add_argument("--max-faces", type=int)
@@ -154,6 +156,8 @@ def run(args: argparse.Namespace) -> int:
                     precision=args.precision, detector=args.detector, detector_weights=args.detector_weights,
                     parser=args.parser, parser_weights=args.parser_weights, upsampler=args.bg_upsampler,
                     upsampler_weights=args.bg_upsampler_weights)
+    if args.max_megapixels is not None:
+        restorer.max_pixels = int(args.max_megapixels * 1e6)
     inputs = {src.resolve() for src, _ in sources if src.exists()}
     stems = plan_outputs(sources, out_dir)
     failed: list[tuple[Path, str]] = []

@@ -13,6 +13,12 @@ import numpy as np
 
 from .align import invert_affine
 
+# Pastes work through the photo in chunks of rows of at most this many pixels, so that their float
+# canvases, masks and warped faces stay a few chunk-sized arrays (tens of MB) however large the photo
+# or its faces: a 100-megapixel photo with one huge face would otherwise need float buffers of most of
+# the photo. OpenCV's warpAffine gives the same pixel whatever row the warp starts at, so this is exact.
+PASTE_CHUNK_PIXELS = 1 << 20
+
 
 @functools.lru_cache(maxsize=8)
 def feather_mask(size: int, margin: float = 0.06, softness: float = 0.03) -> np.ndarray:
@@ -47,14 +53,18 @@ def paste_faces(background: np.ndarray, faces: np.ndarray, affines: np.ndarray, 
         x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, w), min(y1, h)
         if x1 <= x0 or y1 <= y0:
             continue  # the face lies entirely outside the background
-        local = inverse.copy()
-        local[:, 2] -= (x0, y0)  # warp straight into the region of interest
-        roi = (x1 - x0, y1 - y0)
-        face_back = cv2.warpAffine(face, local, roi, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        mask = cv2.warpAffine(feather_mask(size), local, roi, flags=cv2.INTER_LINEAR, borderValue=0)[..., None]
-        region = out[y0:y1, x0:x1].astype(np.float32)
-        region += mask * (face_back.astype(np.float32) - region)
-        out[y0:y1, x0:x1] = np.clip(region.round(), 0, 255).astype(np.uint8)
+        mask_src = feather_mask(size)
+        rows = max(1, PASTE_CHUNK_PIXELS // (x1 - x0))  # the region in chunks of rows: bounded float buffers
+        for r0 in range(y0, y1, rows):
+            r1 = min(r0 + rows, y1)
+            local = inverse.copy()
+            local[:, 2] -= (x0, r0)  # warp straight into this part of the region of interest
+            roi = (x1 - x0, r1 - r0)
+            face_back = cv2.warpAffine(face, local, roi, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+            mask = cv2.warpAffine(mask_src, local, roi, flags=cv2.INTER_LINEAR, borderValue=0)[..., None]
+            region = out[r0:r1, x0:x1].astype(np.float32)
+            region += mask * (face_back.astype(np.float32) - region)
+            out[r0:r1, x0:x1] = np.clip(region.round(), 0, 255).astype(np.uint8)
     return out
 
 
@@ -157,9 +167,7 @@ def _check_paste_inputs(background: np.ndarray, faces: np.ndarray, affines: np.n
 
 # Output rows are processed in chunks of at most PASTE_CHUNK_PIXELS pixels (full-width: see above), so
 # that the float canvas, masks and warped faces of a paste never exceed a few chunk-sized arrays, however
-# large the photo or its faces (a 100-megapixel photo with one huge face would otherwise need a float64
-# canvas of most of the photo). Row offsets leave every warped pixel unchanged, so this is exact.
-PASTE_CHUNK_PIXELS = 1 << 21
+# large the photo or its faces (see PASTE_CHUNK_PIXELS at the top).
 
 
 def _row_chunks(bands: list[tuple[int, int]], width: int) -> Iterator[tuple[int, int, list[int]]]:
