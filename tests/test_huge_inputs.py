@@ -4,6 +4,7 @@ with an error naming the limit, before any work."""
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -94,13 +95,15 @@ def test_over_the_pixel_limit_is_a_clear_error_before_any_work(tmp_path, capsys)
 
 def test_a_40_megapixel_photo_restores_in_bounded_memory():
     """A 40 MP photo (two faces, each a third of the photo) restored in a fresh process by a small
-    untrained GPEN with the parse paste-back: the peak RSS grows by less than 8 bytes per pixel above the
-    process before the call, i.e. the output photo (3 bytes per pixel) plus buffers that do not grow
-    with the photo (measured 5.3 bytes per pixel; the official facexlib paste alone would hold float64
-    canvases and masks of the faces' rows, tens of bytes per pixel)."""
+    untrained GPEN with the parse paste-back: the peak RSS grows, above the process before the call, by
+    the output photo (3 bytes per pixel) plus less than 150 MB of buffers that do not grow with the photo
+    (measured: 12-100 MP grow by 82-354 MB; a paste in whole float64 bands of rows, as facexlib's,
+    took 15-20 bytes per pixel more; before pastes were chunked, this photo grew it by 3.4 GB, 86 bytes
+    per pixel). The limit does not depend on the machine's load or CPU."""
     run = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "memory.py"), "--child", "--megapixels", "40",
                           "--paste", "parse"], capture_output=True, text=True, cwd=ROOT,
-                         env={**__import__("os").environ, "FACERESTORE_SHARED": str(shared_path(DETECTOR).parents[2])},
+                         env={**os.environ, "FACERESTORE_SHARED": str(shared_path(DETECTOR).parents[2]),
+                              "PYTHONPATH": str(ROOT)},  # this checkout's facerestore
                          timeout=300)
     assert run.returncode == 0, run.stderr[-2000:]
     result = json.loads(run.stdout.strip().splitlines()[-1])
@@ -108,4 +111,4 @@ def test_a_40_megapixel_photo_restores_in_bounded_memory():
     print(f"40 MP photo: peak RSS growth {result['rss_growth'] / pixels:.1f} B/px, "
           f"traced peak {result['traced_peak'] / pixels:.1f} B/px")
     assert result["faces"] == 2
-    assert result["rss_growth"] < 8 * pixels
+    assert result["rss_growth"] < 3 * pixels + 150e6
