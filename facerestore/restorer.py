@@ -363,6 +363,8 @@ class FaceRestorer(Restorer):
             fresh noise like the official code.
         only_center_face / max_faces / min_face_size: which detected faces to restore (the largest
             detection scores first; min_face_size is the box's shorter side in input pixels).
+        Raises ImageTooLargeError (a ValueError) when the output would exceed `self.max_pixels`.
+        Thread-safe: one restorer may serve several threads at once (same results as one at a time).
         """
         if fidelity is not None and not 0.0 <= fidelity <= 1.0:
             raise ValueError(f"fidelity must be in [0, 1] (or None for the model's default), got {fidelity}")
