@@ -51,6 +51,8 @@ def main() -> None:
     parser.add_argument("--height", type=int, default=720)
     parser.add_argument("--batch-frames", type=int, default=8)
     parser.add_argument("--threads", type=int, default=torch.get_num_threads())
+    parser.add_argument("--paste", choices=["parse", "box", "gpen", "feather"], default=None,
+                        help="paste-back (default: the model's; parse/gpen run the 512 px face parser per face)")
     parser.add_argument("--no-flicker", action="store_true", help="skip the flicker figures (saves a second run)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -58,7 +60,8 @@ def main() -> None:
     size = (round(args.height * 16 / 9) // 2 * 2, args.height)
     frames = round(args.seconds * args.fps)
     print(f"{platform.processor() or platform.machine()}, {args.threads} threads, clip {size[0]}x{size[1]}, "
-          f"{frames} frames at {args.fps} fps ({args.seconds:g} s)\n")
+          f"{frames} frames at {args.fps} fps ({args.seconds:g} s), paste {args.paste or 'model default'}, "
+          f"load average before {os.getloadavg()[0]:.1f}\n")
     print("| model | frames | faces | s | fps | s / face | flicker input | restored | restored, no smoothing |")
     print("|---|---|---|---|---|---|---|---|---|")
     with tempfile.TemporaryDirectory() as tmp:
@@ -72,16 +75,18 @@ def main() -> None:
                 flicker_in = face_flicker(read_frames(src)[0], affines, boxes)
             started = time.perf_counter()
             summary = restorer.restore_video(src, Path(tmp) / "out.mp4", seed=0, batch_frames=args.batch_frames,
-                                             progress=False)
+                                             progress=False, paste=args.paste)
             seconds = time.perf_counter() - started
             figures = ["-", "-", "-"]
             if not args.no_flicker:
                 restored = face_flicker(read_frames(Path(tmp) / "out.mp4")[0], affines, boxes)
-                restorer.restore_video(src, Path(tmp) / "raw.mp4", seed=0, smooth=False, progress=False)
+                restorer.restore_video(src, Path(tmp) / "raw.mp4", seed=0, smooth=False, progress=False,
+                                     paste=args.paste)
                 raw = face_flicker(read_frames(Path(tmp) / "raw.mp4")[0], affines, boxes)
                 figures = [f"{flicker_in:.2f}", f"{restored:.2f}", f"{raw:.2f}"]
             print(f"| {restorer.entry.name} | {summary.frames} | {summary.faces} | {seconds:.1f} | "
                   f"{summary.frames / seconds:.2f} | {seconds / max(summary.faces, 1):.3f} | {' | '.join(figures)} |")
+            print(f"load average after: {os.getloadavg()[0]:.1f}", flush=True)
 
 
 if __name__ == "__main__":

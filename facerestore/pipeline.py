@@ -440,5 +440,5 @@ def _restore_video_file(restorer: Any, src: Path, stem: Path, suffix: str, align
         raise ValueError("--aligned is for photos of aligned faces; videos are searched for faces")
     restorer.restore_video(src, dst, upscale=options["upscale"], only_center_face=options["only_center_face"],
                            max_faces=options["max_faces"], fidelity=options["fidelity"], seed=options["seed"],
-                           **video_options)
+                           paste=options.get("paste"), **video_options)
     return dst

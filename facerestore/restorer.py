@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import threading
 import warnings
 from dataclasses import dataclass
 from typing import Any, Iterator, Sequence
@@ -24,6 +25,20 @@ from .registry import ZooEntry
 
 PASTE_MODES = ("parse", "box", "gpen", "feather")
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+# The largest output (pixels) `restore` makes by default: 250 MP, about 1.6 GB at its ~6.5 bytes per output
+# pixel (the input and output photos plus chunk-sized paste buffers; README "Robustness"). Larger requests
+# stop with an ImageTooLargeError naming this limit instead of risking an out-of-memory kill; set
+# `restorer.max_pixels` (None: no limit) to change it.
+MAX_PIXELS = 250_000_000
+
+# Seeding PyTorch's process-global RNG (only for nets that may draw from it, see Restorer.inference) is
+# one critical section for the whole process: two threads seeding it at once would interleave draws.
+_GLOBAL_RNG_LOCK = threading.Lock()
+
+
+class ImageTooLargeError(ValueError):
+    """The output `restore` would make is larger than `restorer.max_pixels`."""
 
 
 class NoFaceWarning(UserWarning):
@@ -111,6 +126,8 @@ class Restorer:
         self._parser = None
         self._upsampler = None
         self._detector = None
+        # Helpers are built once even when several threads ask for one at the same time (a web server).
+        self._helpers_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.entry.name!r}, device={str(self.device)!r}, precision={self.precision!r})"
@@ -148,7 +165,10 @@ class Restorer:
 
             if not self.detector_name:
                 raise RuntimeError("this restorer was loaded with detector=None; pass aligned=True or load a detector")
-            self._detector = load_detector(self.detector_name, weights=self.detector_weights, device=self.device)
+            with self._helpers_lock:
+                if self._detector is None:
+                    self._detector = load_detector(self.detector_name, weights=self.detector_weights,
+                                                   device=self.device)
         return self._detector
 
     @property
@@ -157,8 +177,10 @@ class Restorer:
         if self._parser is None:
             from .face.parse import load_parser
 
-            self._parser = load_parser(self.parser_name, weights=self.parser_weights, device=self.device,
-                                       pretrained=self.pretrained_helpers or self.parser_weights is not None)
+            with self._helpers_lock:
+                if self._parser is None:
+                    self._parser = load_parser(self.parser_name, weights=self.parser_weights, device=self.device,
+                                               pretrained=self.pretrained_helpers or self.parser_weights is not None)
         return self._parser
 
     @property
@@ -167,9 +189,11 @@ class Restorer:
         if self._upsampler is None and self.upsampler_name:
             from .api import load
 
-            self._upsampler = load(self.upsampler_name, weights=self.upsampler_weights, device=self.device,
-                                   precision=self.precision,
-                                   pretrained=self.pretrained_helpers or self.upsampler_weights is not None)
+            with self._helpers_lock:
+                if self._upsampler is None:
+                    self._upsampler = load(self.upsampler_name, weights=self.upsampler_weights, device=self.device,
+                                           precision=self.precision,
+                                           pretrained=self.pretrained_helpers or self.upsampler_weights is not None)
         return self._upsampler
 
     def _wrap_forward(self) -> None:
@@ -192,14 +216,19 @@ class Restorer:
     def inference(self, seed: int | Sequence[int] | None = None) -> Iterator[None]:
         """No-grad inference; with an int `seed`, random draws from the global RNG are reproducible and its
         state is left as it was (per-face seed lists only concern nets with seedable noise inputs, see
-        FaceRestorer.forward_faces)."""
+        FaceRestorer.forward_faces). Seeding the global RNG holds a process-wide lock for the block, so
+        seeded calls from several threads do not interleave their draws (they run one at a time). The
+        zoo's networks draw nothing from it at inference (GFP-GAN's noise comes from per-call generators),
+        so for them the seed is not needed and their calls never take that lock."""
         if not isinstance(seed, (int, np.integer)):
             seed = None
         devices = [self.device] if self.device.type == "cuda" else []
-        rng = torch.random.fork_rng(devices=devices) if seed is not None else contextlib.nullcontext()
-        with torch.inference_mode(), rng:
-            if seed is not None:
-                torch.manual_seed(seed)
+        if seed is None or _draws_nothing(self.net):
+            with torch.inference_mode():
+                yield
+            return
+        with _GLOBAL_RNG_LOCK, torch.inference_mode(), torch.random.fork_rng(devices=devices):
+            torch.manual_seed(seed)
             yield
 
     def find_faces(self, bgr: np.ndarray, dst: np.ndarray, only_center_face: bool = False,
@@ -245,7 +274,13 @@ def set_weight_layout(net: torch.nn.Module, channels_last: bool) -> None:
 
 
 class FaceRestorer(Restorer):
-    """Blind face restoration on aligned faces or whole photos."""
+    """Blind face restoration on aligned faces or whole photos.
+
+    `max_pixels`: the largest output (in pixels, i.e. input pixels x upscale^2) `restore` makes; larger
+    requests raise ImageTooLargeError before any work. Default MAX_PIXELS (250 megapixels); None: no limit.
+    """
+
+    max_pixels: int | None = MAX_PIXELS
 
     def forward_faces(self, crops: np.ndarray, crop_landmarks: np.ndarray,
                       seed: int | Sequence[int] | None = None, fidelity: float | None = None) -> np.ndarray:
@@ -269,7 +304,8 @@ class FaceRestorer(Restorer):
             kwargs[argument] = kwargs.get(argument, self.entry.family.fidelity) if fidelity is None else fidelity
         generator = torch.Generator().manual_seed(seed) if isinstance(seed, int) else None
         outputs = []
-        # Models without seedable noise inputs (a test's custom net) still get a reproducible global RNG.
+        # Custom nets without seedable noise inputs (a test's) may draw from the global RNG: a seed makes
+        # those draws reproducible (see `inference`).
         with self.inference(seed if noise_shapes is None else None):
             for start in range(0, len(crops), self.batch_size):
                 stop = min(start + self.batch_size, len(crops))
@@ -327,6 +363,8 @@ class FaceRestorer(Restorer):
             fresh noise like the official code.
         only_center_face / max_faces / min_face_size: which detected faces to restore (the largest
             detection scores first; min_face_size is the box's shorter side in input pixels).
+        Raises ImageTooLargeError (a ValueError) when the output would exceed `self.max_pixels`.
+        Thread-safe: one restorer may serve several threads at once (same results as one at a time).
         """
         if fidelity is not None and not 0.0 <= fidelity <= 1.0:
             raise ValueError(f"fidelity must be in [0, 1] (or None for the model's default), got {fidelity}")
@@ -336,6 +374,7 @@ class FaceRestorer(Restorer):
             raise ValueError(f"paste must be one of {', '.join(PASTE_MODES)} (or None for the model's default), "
                              f"got {paste!r}")
         bgr, info = to_bgr_uint8(img, color_order)
+        self._check_size(bgr.shape, upscale)
         if aligned:
             image, faces = self._restore_aligned(bgr, upscale, fidelity, seed)
         else:
@@ -343,6 +382,18 @@ class FaceRestorer(Restorer):
                                                min_face_size, background_upsampler or self.upsampler,
                                                paste or self.entry.family.paste)
         return RestoreResult(from_bgr_uint8(image, info, color_order), faces)
+
+    def _check_size(self, shape: tuple[int, ...], upscale: float) -> None:
+        """ImageTooLargeError when the output would exceed `max_pixels` (a clear stop, not an OOM kill)."""
+        if self.max_pixels is None:
+            return
+        out_pixels = round(shape[0] * upscale) * round(shape[1] * upscale)
+        if out_pixels > self.max_pixels:
+            raise ImageTooLargeError(
+                f"the output would be {out_pixels / 1e6:.0f} megapixels ({shape[1]}x{shape[0]} input x upscale "
+                f"{upscale:g}), above the limit restorer.max_pixels = {self.max_pixels / 1e6:.0f} megapixels "
+                f"(about 6.5 bytes of memory per output pixel); use a smaller upscale, or raise the limit "
+                f"(restorer.max_pixels = N, or --max-megapixels on the command line) if the memory is there")
 
     def restore_faces(self, crops: np.ndarray, crop_landmarks: np.ndarray, fidelity: float | None = None,
                       seed: int | Sequence[int] | None = None) -> np.ndarray:
@@ -429,6 +480,7 @@ class FaceRestorer(Restorer):
         (facerestore.pipeline) runs the three steps in separate threads."""
         from .face.align import template, transform_points, warp_faces
 
+        self._check_size(bgr.shape, upscale)  # (again here: the folder pipeline calls this directly)
         size = self.entry.face_size
         faces = self.find_faces(bgr, template(self.entry.template, size), only_center_face, max_faces, min_face_size)
         background = upscale_background(bgr, upscale, background_upsampler, exact_size=paste != "feather")
@@ -449,19 +501,22 @@ class FaceRestorer(Restorer):
     def paste_back(self, background: np.ndarray, restored: np.ndarray, affines: np.ndarray,
                    input_shape: tuple[int, ...], upscale: float, paste: str, boxes: np.ndarray | None = None
                    ) -> np.ndarray:
-        """Composite restored faces (N,S,S,3) onto the output-size `background` with paste mode `paste`;
-        `affines` map input pixels to crop pixels."""
+        """Composite restored faces (N,S,S,3) into the output-size `background` (modified in place and
+        returned) with paste mode `paste`; `affines` map input pixels to crop pixels."""
         from .face import paste as pasting
 
+        # the background is the caller's own (output-size) array: faces are pasted into it, no copy
         if paste == "parse":
-            return pasting.paste_parse(background, restored, affines, self.parser.face_masks(restored), upscale)
+            return pasting.paste_parse(background, restored, affines, self.parser.face_masks(restored), upscale,
+                                       inplace=True)
         if paste == "box":
-            return pasting.paste_box(background, restored, affines, upscale)
+            return pasting.paste_box(background, restored, affines, upscale, inplace=True)
         if paste == "gpen":
             # the fidelity blend with the input crop (GPEN's alpha) happened before, in restore_faces
-            return pasting.paste_gpen(background, restored, affines, self.parser.gpen_masks(restored), boxes, upscale)
+            return pasting.paste_gpen(background, restored, affines, self.parser.gpen_masks(restored), boxes, upscale,
+                                      inplace=True)
         to_input = pasting.resize_affine(input_shape, background.shape)  # background pixel -> input pixel
-        return pasting.paste_faces(background, restored, np.stack([a @ to_input for a in affines]))
+        return pasting.paste_faces(background, restored, np.stack([a @ to_input for a in affines]), inplace=True)
 
 
     def restore_video(self, src: Any, dst: Any, **options: Any) -> Any:
@@ -484,6 +539,12 @@ class PhotoJob:
     affines: np.ndarray | None = None  # (N, 2, 3) input -> crop
     crops: np.ndarray | None = None  # (N, S, S, 3) aligned input faces
     crop_landmarks: np.ndarray | None = None  # (N, 5, 2)
+
+
+def _draws_nothing(net: torch.nn.Module) -> bool:
+    """Whether `net` draws no random numbers from the global RNG at inference: facerestore's architectures
+    without noise inputs (in eval mode dropout is off; GFP-GAN gets its seeded noise passed in)."""
+    return type(net).__module__.startswith("facerestore.archs.") and not hasattr(net, "noise_shapes")
 
 
 def _per_face_seeds(seed: int | Sequence[int] | None, count: int) -> list[int] | None:
@@ -519,7 +580,8 @@ def upscale_background(bgr: np.ndarray, upscale: float, upsampler: Any = None, e
         return cv2.resize(upsampler(bgr, upscale), (int(w * upscale), int(h * upscale)),
                           interpolation=cv2.INTER_LANCZOS4)
     if upsampler is not None:
-        return upsampler(bgr, upscale)
+        out = upsampler(bgr, upscale)
+        return out.copy() if np.shares_memory(out, bgr) else out  # faces are pasted into it: never the input
     if upscale == 1:
         return bgr.copy()
     h, w = bgr.shape[:2]

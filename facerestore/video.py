@@ -254,11 +254,11 @@ def _mostly_inside(box: np.ndarray, frame_size: tuple[int, int]) -> bool:
 
 # --- restoring a clip ----------------------------------------------------------------------------
 
-def paste_back(background: np.ndarray, restored: np.ndarray, affines: np.ndarray) -> np.ndarray:
-    """Paste restored faces into one frame (the single place to switch to another paste mode)."""
-    from .face.paste import paste_faces
-
-    return paste_faces(background, restored, affines)
+def paste_back(restorer: Any, background: np.ndarray, restored: np.ndarray, affines: np.ndarray,
+               frame_shape: tuple[int, ...], upscale: float, paste: str, boxes: np.ndarray) -> np.ndarray:
+    """Paste restored faces into one frame with the photo pipeline's paste-back (`FaceRestorer.paste_back`):
+    `affines` map frame pixels to crop pixels, `background` is the frame at the output size."""
+    return restorer.paste_back(background, restored, affines, frame_shape, upscale, paste, boxes)
 
 
 @dataclass
@@ -309,6 +309,7 @@ def restore_video(
     fidelity: float | None = None,
     seed: int | None = None,
     background_upsampler: Callable[[np.ndarray, float], np.ndarray] | None = None,
+    paste: str | None = None,
     aligned: bool = False,
 ) -> VideoSummary:
     """Restore every face of a video clip `src` into `dst` (container chosen by its extension).
@@ -318,8 +319,9 @@ def restore_video(
         its pixel format. batch_frames: frames whose faces go through one batched forward.
     max_missed: frames a face may be missed by the detector and still be restored (bridged);
         smooth: One Euro landmark smoothing along each track (False: raw detections, per frame).
-    upscale, only_center_face, max_faces, min_face_size, fidelity, background_upsampler: as in
-        `FaceRestorer.restore`, per frame. seed: base of the per-track noise seeds (track k uses
+    upscale, only_center_face, max_faces, min_face_size, fidelity, background_upsampler, paste: as in
+        `FaceRestorer.restore`, per frame (paste None = the model's official paste-back, e.g. "parse" for
+        GFP-GAN/CodeFormer, "gpen" for GPEN; "feather" is the cheapest: no face parsing). seed: base of the per-track noise seeds (track k uses
         seed + k); None draws the base from torch's RNG (fixed per track all the same).
     Returns a VideoSummary. Raises ValueError for a file that is not a readable video.
     """
@@ -328,8 +330,7 @@ def restore_video(
     from tqdm.auto import tqdm
 
     from .face.align import estimate_affine, template, transform_points, warp_faces
-    from .face.paste import resize_affine
-    from .restorer import upscale_background
+    from .restorer import PASTE_MODES, upscale_background
 
     if aligned:
         raise ValueError("aligned=True is for photos of single aligned faces; videos are searched for faces")
@@ -337,6 +338,10 @@ def restore_video(
         raise ValueError(f"fidelity must be in [0, 1] (or None for the model's default), got {fidelity}")
     if upscale <= 0:
         raise ValueError(f"upscale must be positive, got {upscale}")
+    if paste is not None and paste not in PASTE_MODES:
+        raise ValueError(f"paste must be one of {', '.join(PASTE_MODES)} (or None for the model's default), "
+                         f"got {paste!r}")
+    paste = paste or restorer.entry.family.paste
     if batch_frames < 1:
         raise ValueError(f"batch_frames must be >= 1, got {batch_frames}")
     src, dst = Path(src), Path(dst)
@@ -405,12 +410,14 @@ def restore_video(
                                                           fidelity, seed=seeds)
                     start = 0
                     for k, frame in enumerate(frames):
-                        background = upscale_background(frame.bgr, upscale, background_upsampler)
+                        background = upscale_background(frame.bgr, upscale, background_upsampler,
+                                                        exact_size=paste != "feather")
                         n = len(frame.faces)
                         if n:
-                            to_input = resize_affine(frame.bgr.shape, background.shape)
-                            bg_affines = np.stack([a @ to_input for a in affines[start:start + n]])
-                            background = paste_back(background, restored[start:start + n], bg_affines)
+                            boxes = np.stack([face.box for face in frame.faces])
+                            background = paste_back(restorer, background, restored[start:start + n],
+                                                    np.stack(affines[start:start + n]), frame.bgr.shape, upscale,
+                                                    paste, boxes)
                             start += n
                         image = _even(background)
                         if vout is None:

@@ -23,6 +23,9 @@ SIZE = (160, 128)  # clip width, height
 PHOTO = "data/real/whole/Blake_Lively.jpg"  # two faces
 DETECTOR = "weights/retinaface/mobilenet0.25_Final.pth"
 SMALL = dict(style_dim=32, n_mlp=2, channel_multiplier=1, narrow=0.125)
+# The families' default paste-backs ("gpen", "parse") go through a face parser whose weights are not in
+# shared/: untrained, its masks are arbitrary, so the clip tests paste with the feathered square.
+FEATHER = "feather"
 
 
 def small_restorer(name: str, **arch) -> facerestore.restorer.FaceRestorer:
@@ -58,7 +61,7 @@ def vfr_clip(tmp_path_factory, photo, gpen):
     folder = tmp_path_factory.mktemp("vfr")
     src, dst = folder / "clip.mp4", folder / "out" / "clip.mp4"
     affines = write_test_clip(src, photo, size=SIZE, frames=16, fps=24, vfr=True)
-    summary = gpen.restore_video(src, dst, seed=0, progress=False, batch_frames=8)
+    summary = gpen.restore_video(src, dst, seed=0, progress=False, batch_frames=8, paste=FEATHER)
     return src, dst, affines, summary
 
 
@@ -117,7 +120,7 @@ def test_landmark_smoothing_cuts_the_flicker_of_restored_faces(vfr_clip, photo_f
     figure on five encodings of the clip (crf 10-18)."""
     src, dst, affines, _ = vfr_clip
     raw_dst = tmp_path / "raw.mp4"
-    gpen.restore_video(src, raw_dst, seed=0, progress=False, batch_frames=8, smooth=False)
+    gpen.restore_video(src, raw_dst, seed=0, progress=False, batch_frames=8, smooth=False, paste=FEATHER)
     flicker_in = face_flicker(read_frames(src)[0], affines, photo_faces)
     flicker_smooth = face_flicker(read_frames(dst)[0], affines, photo_faces)
     flicker_raw = face_flicker(read_frames(raw_dst)[0], affines, photo_faces)
@@ -147,12 +150,12 @@ def test_gfpgan_per_track_fixed_noise_halves_the_flicker_of_fresh_noise(gfpgan, 
     does not stay below the input's figure; 8 frames: input 7.6, fixed 9.5, fresh 16.8.)"""
     src = tmp_path / "clip.mp4"
     affines = write_test_clip(src, photo, size=SIZE, frames=8, audio_hz=None)
-    gfpgan.restore_video(src, tmp_path / "fixed.mp4", seed=3, progress=False)
+    gfpgan.restore_video(src, tmp_path / "fixed.mp4", seed=3, progress=False, paste=FEATHER)
     rng = np.random.default_rng(0)
     forward = gfpgan.forward_faces
     monkeypatch.setattr(gfpgan, "forward_faces", lambda crops, points, seed=None: forward(
         crops, points, seed=int(rng.integers(1 << 30)) if not isinstance(seed, list) else None))
-    gfpgan.restore_video(src, tmp_path / "fresh.mp4", seed=3, progress=False)
+    gfpgan.restore_video(src, tmp_path / "fresh.mp4", seed=3, progress=False, paste=FEATHER)
     flicker_in, fixed, fresh = (face_flicker(read_frames(p)[0], affines, photo_faces)
                                 for p in (src, tmp_path / "fixed.mp4", tmp_path / "fresh.mp4"))
     print(f"GFP-GAN face flicker: input {flicker_in:.2f}, per-track noise {fixed:.2f}, fresh noise {fresh:.2f}")
@@ -179,7 +182,7 @@ def test_rotation_metadata_is_applied_and_output_is_upright(gpen, photo, tmp_pat
     write_test_clip(rotated, photo, size=SIZE, frames=4, audio_hz=None, rotation=90)
     with av.open(str(rotated)) as c:
         assert (c.streams.video[0].width, c.streams.video[0].height) == (SIZE[1], SIZE[0])  # stored turned
-    gpen.restore_video(rotated, dst, seed=0, progress=False)
+    gpen.restore_video(rotated, dst, seed=0, progress=False, paste=FEATHER)
     frames_up, frames_out = read_frames(upright)[0], read_frames(dst)[0]
     with av.open(str(dst)) as c:
         assert (c.streams.video[0].width, c.streams.video[0].height) == SIZE
@@ -199,7 +202,8 @@ def test_memory_does_not_grow_with_clip_length(gpen, photo, tmp_path):
         src = tmp_path / f"clip{frames}.mp4"
         write_test_clip(src, photo, size=SIZE, frames=frames, audio_hz=None)
         tracemalloc.start()
-        gpen.restore_video(src, tmp_path / f"out{frames}.mp4", seed=0, progress=False, batch_frames=2)
+        gpen.restore_video(src, tmp_path / f"out{frames}.mp4", seed=0, progress=False, batch_frames=2,
+                            paste=FEATHER)
         peaks.append(tracemalloc.get_traced_memory()[1])
         tracemalloc.stop()
     print(f"peak traced memory: 6 frames {peaks[0] / 1e6:.2f} MB, 18 frames {peaks[1] / 1e6:.2f} MB")
@@ -211,7 +215,7 @@ def test_interrupted_run_leaves_no_file(gpen, photo, tmp_path, monkeypatch):
     write_test_clip(src, photo, size=SIZE, frames=6)
     calls = []
 
-    def paste_then_fail(background, restored, affines):
+    def paste_then_fail(restorer, background, *args):
         calls.append(1)
         if len(calls) > 2:
             raise KeyboardInterrupt  # as if the user pressed Ctrl-C mid-clip
@@ -224,10 +228,21 @@ def test_interrupted_run_leaves_no_file(gpen, photo, tmp_path, monkeypatch):
     assert not dst.exists() and list(dst.parent.iterdir()) == []  # neither the output nor a temporary file
 
 
-def write_gif(path, photo, frames):
+def write_clip(path, photo, frames, codec="gif", pix_fmt="rgb8", subtitles=None):
+    """A short pan over `photo` encoded with `codec` (the container from the extension); `subtitles`: the
+    text of an .srt file whose packets are muxed as a subtitle stream."""
     with av.open(str(path), "w") as out:
-        stream = out.add_stream("gif", rate=10)
-        stream.width, stream.height, stream.pix_fmt = SIZE[0], SIZE[1], "rgb8"
+        stream = out.add_stream(codec, rate=10)
+        stream.width, stream.height, stream.pix_fmt = SIZE[0], SIZE[1], pix_fmt
+        if subtitles is not None:
+            srt_path = path.with_suffix(".srt")
+            srt_path.write_text(subtitles, encoding="utf-8")
+            with av.open(str(srt_path)) as srt:
+                text = out.add_stream_from_template(srt.streams[0])
+                for packet in srt.demux():
+                    if packet.size:
+                        packet.stream = text
+                        out.mux(packet)
         for i, affine in enumerate(video.pan_zoom_affines(photo.shape, SIZE, frames)):
             frame = av.VideoFrame.from_ndarray(cv2.warpAffine(photo, affine, SIZE), format="bgr24")
             frame.pts = i
@@ -235,6 +250,10 @@ def write_gif(path, photo, frames):
                 out.mux(packet)
         for packet in stream.encode():
             out.mux(packet)
+
+
+def write_gif(path, photo, frames):
+    write_clip(path, photo, frames)
 
 
 def test_cli_folder_with_images_and_videos_and_a_bad_clip(photo, tmp_path, capsys):
@@ -248,7 +267,7 @@ def test_cli_folder_with_images_and_videos_and_a_bad_clip(photo, tmp_path, capsy
     (folder / "broken.mov").write_bytes(b"not a video")
     code = main(["restore", str(folder), "-m", str(ROOT / "configs" / "tiny_gpen.yaml"), "--no-pretrained", "-o",
                  str(tmp_path / "out"), "--device", "cpu", "--detector", "retinaface-mobile0.25-1mb",
-                 "--detector-weights", str(shared_path(DETECTOR)), "--crf", "23", "--seed", "0"])
+                 "--detector-weights", str(shared_path(DETECTOR)), "--crf", "23", "--seed", "0", "--paste", "feather"])
     err = capsys.readouterr().err
     assert code == 1 and "broken.mov" in err and "not a readable video" in err
     out = tmp_path / "out"
@@ -293,3 +312,65 @@ def test_tracker_keeps_ids_bridges_misses_and_starts_new_tracks():
     for t in range(13, 16):
         faces = tracker.update(np.zeros((0, 4)), np.zeros((0, 5, 2)), t / 30)
     assert faces == [] and tracker.tracks == []
+
+
+@pytest.fixture(scope="module")
+def gpen_with_parser():
+    """The small GPEN with a small ParseNet (the real architecture, 4-8 channels, untrained) as its parser."""
+    from facerestore.archs.parsenet import ParseNet
+    from facerestore.face.parse import FaceParser
+
+    restorer = small_restorer("gpen-bfr-256", size=64, **SMALL)
+    torch.manual_seed(1)
+    net = ParseNet(min_feat_size=128, base_ch=4, ch_range=(4, 8), res_depth=1)
+    restorer._parser = FaceParser(net, "parsenet", device="cpu")
+    return restorer
+
+
+@pytest.mark.parametrize("paste", ["parse", "gpen"])
+def test_video_frames_are_pasted_as_the_photo_pipeline_pastes_them(gpen_with_parser, photo, tmp_path, paste):
+    """restore_video pastes with the restorer's paste-back (here the parsing pastes): with raw landmarks
+    (smooth=False) a frame is exactly what `restore` makes of it. The output is encoded losslessly (FFV1,
+    BGR) so that the frames can be compared bit for bit. (One frame: in later frames the video pastes
+    faces in track order, the photo pipeline in detection-score order, which differs where masks overlap.)"""
+    src, dst = tmp_path / "clip.mp4", tmp_path / "out.mkv"
+    write_test_clip(src, photo, size=SIZE, frames=1, audio_hz=None)
+    summary = gpen_with_parser.restore_video(src, dst, paste=paste, smooth=False, codec="ffv1", pix_fmt="bgr0",
+                                             seed=0, progress=False)
+    assert summary.faces_per_frame == [2]
+    (frame_in,), (frame_out,) = read_frames(src)[0], read_frames(dst)[0]
+    expected = gpen_with_parser.restore(frame_in, paste=paste, seed=0)
+    assert len(expected.faces) == 2
+    assert np.abs(expected.image.astype(int) - frame_in).mean() > 1  # the faces were pasted
+    np.testing.assert_array_equal(frame_out, expected.image)
+
+
+SRT = "1\n00:00:00,000 --> 00:00:00,150\nhello\n\n2\n00:00:00,200 --> 00:00:00,300\nsous-titre \u00e9\n\n"
+
+
+@pytest.mark.parametrize("name, codec, pix_fmt, out_codec, out_name, out_decoder", [
+    ("clip.mkv", "libx264", "yuv420p", "libx265", "clip.mkv", "hevc"),  # + an srt subtitle stream
+    ("clip.webm", "libvpx-vp9", "yuv420p", "libvpx-vp9", "clip.webm", "vp9"),
+    ("clip.mov", "libx264", "yuv420p", "libx264", "clip.mov", "h264"),
+    ("clip.avi", "mpeg4", "yuv420p", "ffv1", "clip.avi", "ffv1"),
+    ("clip.gif", "gif", "rgb8", "libx264", "clip.mp4", "h264"),
+])
+def test_containers_and_codecs_round_trip(gpen, photo, tmp_path, name, codec, pix_fmt, out_codec, out_name,
+                                          out_decoder):
+    """Inputs in each container restore into the same container (GIF -> MP4) with another encoder on
+    output where asked; a subtitle stream is copied packet for packet."""
+    src = tmp_path / name
+    write_clip(src, photo, frames=3, codec=codec, pix_fmt=pix_fmt, subtitles=SRT if name.endswith(".mkv") else None)
+    dst = tmp_path / "out" / f"clip{video.output_extension(src, out_codec)}"
+    assert dst.name == out_name
+    summary = gpen.restore_video(src, dst, codec=out_codec, pix_fmt="yuv420p" if out_codec != "ffv1" else "bgr0",
+                                 crf=30, seed=0, progress=False, paste=FEATHER)
+    frames_in, frames_out = read_frames(src)[0], read_frames(dst)[0]
+    assert summary.frames == len(frames_out) == len(frames_in) == 3 and summary.faces >= 3
+    with av.open(str(dst)) as c:
+        assert c.streams.video[0].codec_context.name == out_decoder
+        assert [s.type for s in c.streams] == (["video", "subtitle"] if name.endswith(".mkv") else ["video"])
+    if name.endswith(".mkv"):
+        subtitles_in, subtitles_out = packets(src, "subtitles"), packets(dst, "subtitles")
+        assert len(subtitles_in) == 2 and subtitles_out == subtitles_in  # byte-identical, same timestamps
+        assert subtitles_out[1][0] == "sous-titre \u00e9".encode()

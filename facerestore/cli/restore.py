@@ -23,6 +23,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--weights", help="local weights file/folder or URL (default: cache, then download)")
     p.add_argument("--no-pretrained", action="store_true", help="random weights (for testing the pipeline)")
     p.add_argument("--upscale", type=float, default=1, help="output size factor (default 1)")
+    p.add_argument("--max-megapixels", type=float, default=None,
+                   help="largest output image in megapixels (default 250; larger ones are reported as failed)")
     p.add_argument("--aligned", action="store_true", help="inputs are aligned face crops")
     p.add_argument("--only-center-face", action="store_true")
     p.add_argument("--max-faces", type=int)
@@ -84,6 +86,8 @@ def run(args: argparse.Namespace) -> int:
                                    **_load_options(args), **_restore_options(args))
         return report("restored", summary.total, summary.failed, out_dir)
     restorer = load(args.model, **_load_options(args))
+    if args.max_megapixels is not None:
+        restorer.max_pixels = int(args.max_megapixels * 1e6)
     try:
         summary = restore_folder(restorer, args.inputs, out_dir, **_restore_options(args),
                                  video_options={"crf": args.crf, "codec": args.video_codec},

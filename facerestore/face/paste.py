@@ -6,11 +6,18 @@ whole image), so a photo with N faces costs N small warps and blends.
 from __future__ import annotations
 
 import functools
+from typing import Callable, Iterator
 
 import cv2
 import numpy as np
 
 from .align import invert_affine
+
+# Pastes work through the photo in chunks of rows of at most this many pixels, so that their float
+# canvases, masks and warped faces stay a few chunk-sized arrays (tens of MB) however large the photo
+# or its faces: a 100-megapixel photo with one huge face would otherwise need float buffers of most of
+# the photo. OpenCV's warpAffine gives the same pixel whatever row the warp starts at, so this is exact.
+PASTE_CHUNK_PIXELS = 1 << 20
 
 
 @functools.lru_cache(maxsize=8)
@@ -26,15 +33,16 @@ def feather_mask(size: int, margin: float = 0.06, softness: float = 0.03) -> np.
     return mask
 
 
-def paste_faces(background: np.ndarray, faces: np.ndarray, affines: np.ndarray) -> np.ndarray:
+def paste_faces(background: np.ndarray, faces: np.ndarray, affines: np.ndarray, inplace: bool = False) -> np.ndarray:
     """Composite restored faces onto `background` (later faces over earlier ones where they overlap).
 
     background: (H, W, 3) uint8; faces: (N, S, S, 3) uint8; affines: (N, 2, 3) mapping background
     pixels to crop pixels (the alignment transforms, composed with any background scaling, see
     `resize_affine`). Only each face's bounding region is warped and blended, so the cost grows with
     the faces' area, not with N x the photo; pixels outside every face mask are returned unchanged.
+    inplace: paste into `background` itself (saves a copy of the photo).
     """
-    out = background.copy()
+    out = background if inplace else background.copy()
     h, w = background.shape[:2]
     for face, affine in zip(faces, np.asarray(affines).reshape(-1, 2, 3)):
         size = face.shape[0]
@@ -45,14 +53,18 @@ def paste_faces(background: np.ndarray, faces: np.ndarray, affines: np.ndarray) 
         x0, y0, x1, y1 = max(x0, 0), max(y0, 0), min(x1, w), min(y1, h)
         if x1 <= x0 or y1 <= y0:
             continue  # the face lies entirely outside the background
-        local = inverse.copy()
-        local[:, 2] -= (x0, y0)  # warp straight into the region of interest
-        roi = (x1 - x0, y1 - y0)
-        face_back = cv2.warpAffine(face, local, roi, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
-        mask = cv2.warpAffine(feather_mask(size), local, roi, flags=cv2.INTER_LINEAR, borderValue=0)[..., None]
-        region = out[y0:y1, x0:x1].astype(np.float32)
-        region += mask * (face_back.astype(np.float32) - region)
-        out[y0:y1, x0:x1] = np.clip(region.round(), 0, 255).astype(np.uint8)
+        mask_src = feather_mask(size)
+        rows = max(1, PASTE_CHUNK_PIXELS // (x1 - x0))  # the region in chunks of rows: bounded float buffers
+        for r0 in range(y0, y1, rows):
+            r1 = min(r0 + rows, y1)
+            local = inverse.copy()
+            local[:, 2] -= (x0, r0)  # warp straight into this part of the region of interest
+            roi = (x1 - x0, r1 - r0)
+            face_back = cv2.warpAffine(face, local, roi, flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+            mask = cv2.warpAffine(mask_src, local, roi, flags=cv2.INTER_LINEAR, borderValue=0)[..., None]
+            region = out[r0:r1, x0:x1].astype(np.float32)
+            region += mask * (face_back.astype(np.float32) - region)
+            out[r0:r1, x0:x1] = np.clip(region.round(), 0, 255).astype(np.uint8)
     return out
 
 
@@ -153,26 +165,41 @@ def _check_paste_inputs(background: np.ndarray, faces: np.ndarray, affines: np.n
     return faces, affines, size
 
 
-def _blend_facexlib(background: np.ndarray, faces: np.ndarray, band_results) -> np.ndarray:
-    """Composite facexlib-style in a float canvas (float32 or float64, as facexlib's arithmetic gives) over
-    the union of the faces' bands, then truncate to uint8 as facexlib's final astype does."""
-    out = background.copy()
-    if not band_results:
-        return out
-    top = min(y0 for y0, _, _, _ in band_results)
-    bottom = max(y1 for _, y1, _, _ in band_results)
-    dtype = band_results[0][2].dtype
-    canvas = background[top:bottom, :, :3].astype(dtype)
-    for y0, y1, mask, pasted in band_results:
-        region = canvas[y0 - top:y1 - top]
-        mask = mask[:, :, None]
-        region[...] = mask * pasted + (1 - mask) * region  # facexlib's expression, term for term
-    out[top:bottom, :, :3] = canvas.astype(np.uint8)  # truncation, as facexlib's astype(np.uint8)
+# Output rows are processed in chunks of at most PASTE_CHUNK_PIXELS pixels (full-width: see above), so
+# that the float canvas, masks and warped faces of a paste never exceed a few chunk-sized arrays, however
+# large the photo or its faces (see PASTE_CHUNK_PIXELS at the top).
+
+
+def _row_chunks(bands: list[tuple[int, int]], width: int) -> Iterator[tuple[int, int, list[int]]]:
+    """(first row, end row, indices of the bands overlapping it) for the chunks of rows covering `bands`."""
+    if not bands:
+        return
+    step = max(1, PASTE_CHUNK_PIXELS // max(width, 1))
+    top, bottom = min(b[0] for b in bands), max(b[1] for b in bands)
+    for c0 in range(top, bottom, step):
+        c1 = min(c0 + step, bottom)
+        overlapping = [i for i, (y0, y1) in enumerate(bands) if y0 < c1 and y1 > c0]
+        if overlapping:
+            yield c0, c1, overlapping
+
+
+def _blend_in_chunks(background: np.ndarray, layers: list, dtype: type, blend: Callable, inplace: bool
+                     ) -> np.ndarray:
+    """Composite facexlib-style in a float canvas (float32 or float64, as facexlib's arithmetic gives),
+    chunk of rows by chunk, faces in order (`blend(canvas, first_row, layer)` warps layer = (band, ...)
+    into the canvas rows and blends it), then truncate to uint8 as facexlib's final astype does."""
+    out = background if inplace else background.copy()
+    for c0, c1, overlapping in _row_chunks([layer[0] for layer in layers], background.shape[1]):
+        canvas = background[c0:c1, :, :3].astype(dtype)
+        for i in overlapping:
+            blend(canvas, c0, layers[i])
+        out[c0:c1, :, :3] = canvas.astype(np.uint8)  # truncation, as facexlib's astype(np.uint8)
     return out
 
 
 def paste_parse(background: np.ndarray, restored_faces: np.ndarray, affines: np.ndarray,
-                parse_masks: np.ndarray, upscale: float = 1, face_size: int | None = None) -> np.ndarray:
+                parse_masks: np.ndarray, upscale: float = 1, face_size: int | None = None,
+                inplace: bool = False) -> np.ndarray:
     """facexlib `FaceRestoreHelper.paste_faces_to_input_image` with use_parse=True, bit for bit.
 
     background: (H, W, 3) BGR uint8 (or BGRA: alpha kept) at the OUTPUT size, i.e. what facexlib pastes on:
@@ -185,34 +212,40 @@ def paste_parse(background: np.ndarray, restored_faces: np.ndarray, affines: np.
     Per face, in order (later faces over earlier ones): inverse = invert(affine) * upscale, + 0.5 * upscale
     on the translation when upscale > 1; face warped with it (bilinear, black border); mask resized to S
     (bilinear) and warped (flags=3, i.e. bilinear); canvas = mask * face + (1 - mask) * canvas in float64.
-    Finally truncated to uint8.
+    Finally truncated to uint8. inplace: paste into `background` itself (saves a copy of the photo).
     """
     faces, affines, size = _check_paste_inputs(background, restored_faces, affines, face_size)
     parse_masks = np.asarray(parse_masks)
     if len(parse_masks) != len(faces):
         raise ValueError(f"{len(faces)} restored faces but {len(parse_masks)} parse masks")
-    results = []
+    layers = []
     for face, affine, parse_mask in zip(faces, affines, parse_masks):
-        target = _warp_band(_paste_inverse(affine, upscale), size, background.shape)
-        if target is None:
-            continue
-        y0, y1, local, dsize = target
+        inverse = _paste_inverse(affine, upscale)
+        band = _row_band(inverse, size, background.shape[0])
+        if band is not None:
+            mask = cv2.resize(parse_mask, (face.shape[0], face.shape[1]))
+            layers.append((band, inverse, face, mask))
+
+    def blend(canvas: np.ndarray, top: int, layer) -> None:
+        _, inverse, face, mask = layer
+        local, dsize = _shift_rows(inverse, top), (canvas.shape[1], canvas.shape[0])
         face_back = cv2.warpAffine(face, local, dsize)
-        mask = cv2.resize(parse_mask, (face.shape[0], face.shape[1]))
-        mask = cv2.warpAffine(mask, local, dsize, flags=3)
-        results.append((y0, y1, mask, face_back))
-    return _blend_facexlib(background, faces, results)
+        mask = cv2.warpAffine(mask, local, dsize, flags=3)[:, :, None]
+        canvas[...] = mask * face_back + (1 - mask) * canvas  # facexlib's expression, term for term
+
+    return _blend_in_chunks(background, layers, np.float64, blend, inplace)
 
 
 def paste_box(background: np.ndarray, restored_faces: np.ndarray, affines: np.ndarray, upscale: float = 1,
-              face_size: int | None = None) -> np.ndarray:
+              face_size: int | None = None, inplace: bool = False) -> np.ndarray:
     """facexlib `FaceRestoreHelper.paste_faces_to_input_image` with use_parse=False, bit for bit.
 
     Arguments as `paste_parse` (no masks). Per face: the crop square (ones, float32) warped like the face,
     eroded by an int(2 * upscale) square (drops the half-covered border pixels); the face is weighted by
     it; the soft edge width w_edge = int(sqrt(area of the eroded mask)) // 20 sets a further erosion by a
     2 w_edge square and a GaussianBlur of size 2 w_edge + 1 (sigma from the size); canvas = soft * face +
-    (1 - soft) * canvas in float32. Finally truncated to uint8.
+    (1 - soft) * canvas in float32. Finally truncated to uint8. (The masks need the whole face: each
+    face's full-width band of rows is computed at once, then blended chunk by chunk.)
     """
     faces, affines, size = _check_paste_inputs(background, restored_faces, affines, face_size)
     ones = np.ones((size, size), np.float32)
@@ -231,8 +264,15 @@ def paste_box(background: np.ndarray, restored_faces: np.ndarray, affines: np.nd
         w_edge = int(np.sum(mask) ** 0.5) // 20
         center = cv2.erode(mask, np.ones((w_edge * 2, w_edge * 2), np.uint8))
         soft = cv2.GaussianBlur(center, (w_edge * 2 + 1, w_edge * 2 + 1), 0)
-        results.append((y0, y1, soft, pasted))
-    return _blend_facexlib(background, faces, results)
+        results.append(((y0, y1), soft, pasted))
+
+    def blend(canvas: np.ndarray, top: int, layer) -> None:
+        (y0, y1), soft, pasted = layer
+        r0, r1 = max(y0, top), min(y1, top + canvas.shape[0])  # the rows of this chunk in the face's band
+        region, mask = canvas[r0 - top:r1 - top], soft[r0 - y0:r1 - y0, :, None]
+        region[...] = mask * pasted[r0 - y0:r1 - y0] + (1 - mask) * region
+
+    return _blend_in_chunks(background, results, np.float32, blend, inplace)
 
 
 GPEN_SMOOTHING_KERNEL = np.array([[0.0625, 0.125, 0.0625], [0.125, 0.25, 0.125], [0.0625, 0.125, 0.0625]],
@@ -250,7 +290,7 @@ def inverse_affine_centered(affine: np.ndarray, upscale: float = 1) -> np.ndarra
 
 def paste_gpen(background: np.ndarray, restored_faces: np.ndarray, affines: np.ndarray,
                gpen_masks: np.ndarray, face_boxes: np.ndarray, upscale: float = 1, face_size: int | None = None,
-               cropped_faces: np.ndarray | None = None, alpha: float = 1.0) -> np.ndarray:
+               cropped_faces: np.ndarray | None = None, alpha: float = 1.0, inplace: bool = False) -> np.ndarray:
     """GPEN's `FaceEnhancement.process` compositing, bit for bit given the same inputs.
 
     background: (H, W, 3) BGR uint8 at the output size (GPEN: the input, or the SR image when use_sr).
@@ -267,7 +307,8 @@ def paste_gpen(background: np.ndarray, restored_faces: np.ndarray, affines: np.n
     [1 2 1; 2 4 2; 1 2 1] / 16; cv2.addWeighted(face, alpha, crop, 1 - alpha, 0); face warped back
     (flags=3, black border). Where this mask exceeds the accumulated one, mask and face replace it (the
     larger mask wins, regardless of order). Output: convertScaleAbs(bg * (1 - mask) + faces * mask)
-    (rounded, saturated), in float32.
+    (rounded, saturated), in float32. Computed chunk of rows by chunk (see PASTE_CHUNK_PIXELS);
+    inplace: paste into `background` itself.
     """
     faces, affines, size = _check_paste_inputs(background, restored_faces, affines, face_size=None)
     size = size if face_size is None else face_size
@@ -276,15 +317,13 @@ def paste_gpen(background: np.ndarray, restored_faces: np.ndarray, affines: np.n
     boxes = np.asarray(face_boxes, np.float64).reshape(len(faces), -1) * upscale
     if alpha != 1.0 and cropped_faces is None:
         raise ValueError("alpha != 1 blends with the unrestored crops: pass cropped_faces")
-    width = background.shape[1]
-    bands = []
+    layers = []
     for k, (face, affine) in enumerate(zip(faces, affines)):
-        target = _warp_band(inverse_affine_centered(affine, upscale), size, background.shape)
-        if target is None:
+        inverse = inverse_affine_centered(affine, upscale)
+        band = _row_band(inverse, size, background.shape[0])
+        if band is None:
             continue
-        y0, y1, local, dsize = target
         mask = cv2.resize(np.asarray(gpen_masks[k], np.float32), (size, size))
-        mask = cv2.warpAffine(mask, local, dsize, flags=3)
         box_h, box_w = boxes[k, 3] - boxes[k, 1], boxes[k, 2] - boxes[k, 0]
         if min(box_h, box_w) < 100:  # GPEN smooths small faces
             face = cv2.filter2D(face, -1, GPEN_SMOOTHING_KERNEL)
@@ -292,18 +331,19 @@ def paste_gpen(background: np.ndarray, restored_faces: np.ndarray, affines: np.n
             face = cv2.addWeighted(face, alpha, np.asarray(cropped_faces[k]), 1.0 - alpha, 0.0)
         if face.shape[:2] != (size, size):
             face = cv2.resize(face, (size, size))
-        bands.append((y0, y1, mask, cv2.warpAffine(face, local, dsize, flags=3)))
-    out = background.copy()
-    if not bands:
-        return out
-    top, bottom = min(b[0] for b in bands), max(b[1] for b in bands)
-    full_mask = np.zeros((bottom - top, width), np.float32)
-    full_img = np.zeros((bottom - top, width, 3), np.uint8)
-    for y0, y1, mask, face_back in bands:
-        rows = slice(y0 - top, y1 - top)
-        larger = mask - full_mask[rows] > 0
-        full_mask[rows][larger] = mask[larger]
-        full_img[rows][larger] = face_back[larger]
-    weight = full_mask[:, :, None]
-    out[top:bottom] = cv2.convertScaleAbs(background[top:bottom] * (1 - weight) + full_img * weight)
+        layers.append((band, inverse, face, mask))
+    out = background if inplace else background.copy()
+    width = background.shape[1]
+    for c0, c1, overlapping in _row_chunks([layer[0] for layer in layers], width):
+        full_mask = np.zeros((c1 - c0, width), np.float32)
+        full_img = np.zeros((c1 - c0, width, 3), np.uint8)
+        for i in overlapping:
+            _, inverse, face, mask = layers[i]
+            local, dsize = _shift_rows(inverse, c0), (width, c1 - c0)
+            mask = cv2.warpAffine(mask, local, dsize, flags=3)
+            larger = mask - full_mask > 0
+            full_mask[larger] = mask[larger]
+            full_img[larger] = cv2.warpAffine(face, local, dsize, flags=3)[larger]
+        weight = full_mask[:, :, None]
+        out[c0:c1] = cv2.convertScaleAbs(background[c0:c1] * (1 - weight) + full_img * weight)
     return out
