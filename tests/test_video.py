@@ -110,14 +110,13 @@ def test_faces_restored_in_every_frame_where_visible(vfr_clip, photo_faces):
     assert min(summary.faces_per_frame) >= 2 and summary.faces >= checked
 
 
-def test_landmark_smoothing_cuts_the_flicker_of_restored_faces(vfr_clip, photo_faces, gpen, tmp_path):
+def test_restored_faces_flicker_less_than_the_input(vfr_clip, photo_faces, gpen, tmp_path):
     """The clip is a still photo under a slow camera move: once the known motion is undone, frame-to-frame
     change is resampling and coding noise, and what the restored faces add on top is flicker.
 
-    The restored figure is chaotic in the exact detections (float rounding on another CPU, the encoder's
-    choices: 6.2-9.6 was seen for an input of ~7.8 across clip encodings), so the test compares the same
-    clip restored with and without One Euro landmark smoothing: smoothing gave 0.57-0.68 of the raw
-    figure on five encodings of the clip (crf 10-18)."""
+    The figure is chaotic in the exact detections (float rounding on another CPU, the encoder's choices),
+    so the bounds hold with margin on five encodings of the clip (crf 10-18): look-ahead smoothing gave
+    0.66-0.76 x the input's flicker and 0.40-0.45 x the raw-landmark figure of the same clip."""
     src, dst, affines, _ = vfr_clip
     raw_dst = tmp_path / "raw.mp4"
     gpen.restore_video(src, raw_dst, seed=0, progress=False, batch_frames=8, smooth=False, paste=FEATHER)
@@ -126,8 +125,30 @@ def test_landmark_smoothing_cuts_the_flicker_of_restored_faces(vfr_clip, photo_f
     flicker_raw = face_flicker(read_frames(raw_dst)[0], affines, photo_faces)
     print(f"face flicker: input {flicker_in:.2f}, smoothed {flicker_smooth:.2f}, raw landmarks {flicker_raw:.2f}")
     assert 1 < flicker_in < 20  # the measure sees real resampling noise (not a degenerate empty mask)
-    assert flicker_smooth <= 0.8 * flicker_raw
-    assert flicker_smooth <= 1.4 * flicker_in  # near the input's own change (untrained 64 px net)
+    assert flicker_smooth <= 0.9 * flicker_in
+    assert flicker_smooth <= 0.6 * flicker_raw
+
+
+def test_track_smoother_has_no_lag_and_averages_jitter():
+    """Linear motion comes out unchanged away from the clip's ends (a symmetric kernel has no lag; these VFR
+    timestamps leave 0.012 px of it at 40 px/s), jitter shrinks ~sqrt(frames averaged)."""
+    rng = np.random.default_rng(0)
+    times = np.cumsum(np.tile([1 / 24, 2 / 24], 20))
+    truth = np.array([[[100 + 40 * t + 3 * k, 50 - 10 * t + k] for k in range(5)] for t in times])
+    smoother = video.TrackSmoother(sigma=0.1)
+    noisy = truth + rng.normal(0, 1.0, truth.shape)
+    for t, lm in zip(times, truth):
+        smoother.add(0, t, lm)
+    inner = [i for i, t in enumerate(times) if times[0] + 0.3 <= t <= times[-1] - 0.3]
+    for i in inner:
+        np.testing.assert_allclose(smoother.smoothed(0, times[i]), truth[i], atol=0.02)
+    jittery = video.TrackSmoother(sigma=0.1)
+    for t, lm in zip(times, noisy):
+        jittery.add(1, t, lm)
+    error = np.mean([np.abs(jittery.smoothed(1, times[i]) - truth[i]).mean() for i in inner])
+    assert error < 0.5 * np.abs(noisy - truth)[inner].mean()
+    jittery.forget(times[-1])  # only what the last 0.3 s need is kept
+    assert all(u >= times[-1] - 0.3 - 1e-9 for u, _ in jittery.history[1])
 
 
 @pytest.fixture(scope="module")
