@@ -51,7 +51,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .archs.ops import official_ops
+from .archs.ops import plain_ops
 from .imageio import write_atomic
 from .registry import DetectorEntry, ModelEntry, ZooEntry, import_object
 
@@ -422,8 +422,8 @@ def _torch_onnx_export(spec: ExportSpec, batch: int, dynamic: bool, opset: int):
         n = torch.export.Dim("N", min=1, max=4096)
         dynamic_shapes = {name: {0: n} if x.dim() else None for name, x in zip(spec.input_names, example)}
     try:
-        # official_ops: the plain op sequence (no oneDNN-only fused convolutions) is what exports
-        with torch.no_grad(), official_ops(), warnings.catch_warnings():
+        # plain_ops: the plain op sequence (no oneDNN-only fused convolutions) is what exports
+        with torch.no_grad(), plain_ops(), warnings.catch_warnings():
             # DPR's two inputs share the batch axis: the exporter says it keeps one name for both
             warnings.filterwarnings("ignore", message=".*The axis name: .* will not be used", category=UserWarning)
             return torch.onnx.export(spec.module, example, None, dynamo=True, opset_version=opset,
@@ -507,7 +507,7 @@ def export_torchscript(
     net, entry, weights_note = _load(model, weights, pretrained, size, overrides)
     spec = export_spec(net, entry, size=size, batch=batch, part_locations=part_locations, fidelity=fidelity)
     example = spec.inputs(batch + 1 if spec.dynamic_batch else batch)  # see _torch_onnx_export
-    with torch.no_grad(), _quiet_jit(), official_ops():  # portable ops only (see _torch_onnx_export)
+    with torch.no_grad(), _quiet_jit(), plain_ops():  # portable ops only (see _torch_onnx_export)
         traced = torch.jit.trace(spec.module, example, check_trace=False)
     metadata = {**spec.metadata, "batch": "dynamic" if spec.dynamic_batch else str(spec.fixed_batch),
                 "weights": weights_note}

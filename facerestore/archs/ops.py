@@ -13,12 +13,13 @@ from torch import nn
 
 
 _fast_ops = True
+_reference_sequences = False
 
 
 @contextlib.contextmanager
-def official_ops() -> Iterator[None]:
-    """Inside this context the helpers below run the official plain op sequence: no BatchNorm folding,
-    no fused convolution epilogues, PyTorch's own max-pool and instance norm."""
+def plain_ops() -> Iterator[None]:
+    """Inside this context the helpers below run the plain PyTorch op sequence: no BatchNorm folding,
+    no fused convolution epilogues, PyTorch's own max-pool and instance norm (portable ops: exports)."""
     global _fast_ops
     previous, _fast_ops = _fast_ops, False
     try:
@@ -27,8 +28,28 @@ def official_ops() -> Iterator[None]:
         _fast_ops = previous
 
 
+@contextlib.contextmanager
+def official_ops() -> Iterator[None]:
+    """plain_ops(), and the layers that have one also run the official implementations' own op sequence
+    (StyleGAN2's per-sample modulated weights and upfirdn2d, VQGAN's bmm attention): the baseline that
+    benchmarks/latency.py measures the speed-ups against. Same function, slower; not for exports (the
+    grouped convolution over the batch has no dynamic-batch ONNX form)."""
+    global _reference_sequences
+    previous, _reference_sequences = _reference_sequences, True
+    try:
+        with plain_ops():
+            yield
+    finally:
+        _reference_sequences = previous
+
+
 def fast_ops_enabled() -> bool:
     return _fast_ops
+
+
+def reference_sequences_enabled() -> bool:
+    """Whether official_ops() asks for the official implementations' op sequences."""
+    return _reference_sequences
 
 
 def max_pool2x2(x: torch.Tensor) -> torch.Tensor:

@@ -37,7 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .ops import fast_ops_enabled
+from .ops import reference_sequences_enabled
 
 SQRT2 = math.sqrt(2.0)
 
@@ -75,7 +75,7 @@ def upfirdn2d(x: torch.Tensor, kernel: torch.Tensor, up: int = 1, down: int = 1,
 
     Output size per axis: (size * up + pad[0] + pad[1] - k) // down + 1.
     """
-    if not fast_ops_enabled():
+    if reference_sequences_enabled():
         return upfirdn2d_reference(x, kernel, up, down, pad)
     channels = x.shape[1]
     kh, kw = kernel.shape
@@ -115,7 +115,7 @@ def fused_leaky_relu(x: torch.Tensor, bias: torch.Tensor | None, negative_slope:
     """StyleGAN2's fused bias + activation: leaky_relu(x + bias, 0.2) * sqrt(2), bias on dim 1.
 
     Computed as leaky_relu(scale * x + scale * bias) (the same for scale > 0) in two passes."""
-    if not fast_ops_enabled():  # the reference's CPU fallback: three passes
+    if reference_sequences_enabled():  # the reference's CPU fallback: three passes
         out = x + bias.view(1, -1, *([1] * (x.ndim - 2))) if bias is not None else x
         return F.leaky_relu(out, negative_slope) * scale
     if bias is None:
@@ -367,7 +367,7 @@ class ModulatedConv2d(nn.Module):
                 bias: torch.Tensor | None = None) -> torch.Tensor:
         """gain * (modulated convolution of x) + bias; `gain` and the per-output-channel `bias` (out,)
         are fused into the convolution (the layers after it pass their activation gain and bias)."""
-        if not fast_ops_enabled():
+        if reference_sequences_enabled():
             out = self.reference_forward(x, style)
             out = out * gain if gain != 1.0 else out
             return out if bias is None else out + bias.view(1, -1, 1, 1).to(out.dtype)
@@ -463,7 +463,7 @@ class StyleConv(nn.Module):
     def forward(self, x: torch.Tensor, style: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
         # original: leaky(conv + w * noise + b) * sqrt(2) = leaky(sqrt(2) conv + sqrt(2) w * noise + sqrt(2) b)
         # clean:    leaky(sqrt(2) conv + w * noise + b)
-        if not fast_ops_enabled():  # the reference sequence: separate passes
+        if reference_sequences_enabled():  # the reference sequence: separate passes
             out = self.modulated_conv(x, style)
             noise = random_noise(out) if noise is None else noise
             if self.clean:
@@ -492,7 +492,7 @@ class StyledConv(nn.Module):
         self.activate = FusedLeakyReLU(out_channels * (2 if isconcat else 1))
 
     def forward(self, x: torch.Tensor, style: torch.Tensor, noise: torch.Tensor | None = None) -> torch.Tensor:
-        if not self.noise.concat or not fast_ops_enabled():  # (the reference sequence: separate passes)
+        if not self.noise.concat or reference_sequences_enabled():  # (the reference sequence: separate passes)
             return self.activate(self.noise(self.conv(x, style), noise))
         # leaky(cat([conv, w * feature]) + b) * sqrt(2), with the sqrt(2) gain and the first half of the
         # bias fused into the modulated convolution and the second half into the weighted feature

@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .ops import conv2d_act, fast_ops_enabled
+from .ops import conv2d_act, reference_sequences_enabled
 
 
 def normalize(channels: int) -> nn.GroupNorm:
@@ -102,7 +102,7 @@ def spatial_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tenso
     def split(t: torch.Tensor) -> torch.Tensor:  # (B, C, H, W) -> (B, heads, H*W, C // heads)
         return t.reshape(b, heads, c // heads, h * w).transpose(2, 3)
 
-    if not fast_ops_enabled():  # the official sequence (official_ops() baseline): bmm, softmax, bmm
+    if reference_sequences_enabled():  # the official sequence (official_ops() baseline): bmm, softmax, bmm
         q, k, v = (t.reshape(b * heads, c // heads, h * w) for t in (query, key, value))
         weights = torch.softmax(torch.bmm(q.transpose(1, 2), k) * (c // heads) ** -0.5, dim=2)
         return torch.bmm(v, weights.transpose(1, 2)).reshape(b, c, h, w)
