@@ -105,8 +105,10 @@ def photo(name: str) -> np.ndarray:
 
 
 # Real photos at output scales 2 and 1. At facexlib's single full-size scale and score > 0.97 the 1 MB
-# detector finds 1 face in Blake_Lively (of 2), 1 in the Solvay crop (its faces are ~25 px) and both
-# children of 00.jpg: the multi-face case, where the compositing order of overlapping masks matters.
+# detector finds 1 face in Blake_Lively (of 2), 1 or 2 in the Solvay crop (its faces are ~25 px; a second
+# one scores ~0.975, so float rounding on another machine can tip it over the threshold: both pipelines see
+# the same scores, so only "the same faces" is asserted) and both children of 00.jpg: the multi-face case,
+# where the compositing order of overlapping masks matters.
 CASES = [("Blake_Lively.jpg", 2), ("Solvay_conference_1927.png", 1), ("00.jpg", 1)]
 
 
@@ -118,7 +120,7 @@ def test_whole_photo_equals_facexlib_pipeline(monkeypatch, restorer, parsenet_fi
     ours = restorer.restore(img, paste="parse", upscale=upscale)
 
     # the same faces, found and aligned the same way
-    assert len(ours.faces) == len(helper.det_faces) == (2 if name == "00.jpg" else 1)
+    assert len(ours.faces) == len(helper.det_faces) >= (2 if name == "00.jpg" else 1)
     np.testing.assert_allclose(np.stack([f.box for f in ours.faces]), np.stack(helper.det_faces)[:, :4], atol=1e-3)
     np.testing.assert_allclose(np.stack([f.affine for f in ours.faces]), np.stack(helper.affine_matrices), atol=1e-6)
 
