@@ -171,20 +171,13 @@ class _Stages:
     """The steps of `restorer.restore` for one photo, split where the pipeline hands photos on."""
 
     def __init__(self, restorer: Any, inputs: set[Path], options: dict[str, Any]) -> None:
-        from .restorer import PASTE_MODES, FaceRestorer
+        from .restorer import FaceRestorer, check_restore_options
 
         self.restorer = restorer
         self.inputs = inputs
         self.options = options
         self.staged = isinstance(restorer, FaceRestorer)  # else: restorer.restore in the network stage
-        fidelity, upscale, paste = options["fidelity"], options["upscale"], options["paste"]
-        if fidelity is not None and not 0.0 <= fidelity <= 1.0:
-            raise ValueError(f"fidelity must be in [0, 1] (or None for the model's default), got {fidelity}")
-        if upscale <= 0:
-            raise ValueError(f"upscale must be positive, got {upscale}")
-        if paste is not None and paste not in PASTE_MODES:
-            raise ValueError(f"paste must be one of {', '.join(PASTE_MODES)} (or None for the model's default), "
-                             f"got {paste!r}")
+        check_restore_options(options["fidelity"], options["upscale"], options["paste"])
         self.seconds = {name: 0.0 for name in ("decode", "detect", "network", "paste", "write")}
 
     def decode(self, photo: _Photo) -> None:

@@ -366,16 +366,10 @@ class FaceRestorer(Restorer):
         Raises ImageTooLargeError (a ValueError) when the output would exceed `self.max_pixels`.
         Thread-safe: one restorer may serve several threads at once (same results as one at a time).
         """
-        if fidelity is not None and not 0.0 <= fidelity <= 1.0:
-            raise ValueError(f"fidelity must be in [0, 1] (or None for the model's default), got {fidelity}")
-        if upscale <= 0:
-            raise ValueError(f"upscale must be positive, got {upscale}")
-        if paste is not None and paste not in PASTE_MODES:
-            raise ValueError(f"paste must be one of {', '.join(PASTE_MODES)} (or None for the model's default), "
-                             f"got {paste!r}")
+        check_restore_options(fidelity, upscale, paste)
         bgr, info = to_bgr_uint8(img, color_order)
-        self._check_size(bgr.shape, upscale)
         if aligned:
+            self._check_size(bgr.shape, upscale)  # (photos: checked in prepare_photo, before detection)
             image, faces = self._restore_aligned(bgr, upscale, fidelity, seed)
         else:
             image, faces = self._restore_photo(bgr, upscale, fidelity, seed, only_center_face, max_faces,
@@ -480,7 +474,7 @@ class FaceRestorer(Restorer):
         (facerestore.pipeline) runs the three steps in separate threads."""
         from .face.align import template, transform_points, warp_faces
 
-        self._check_size(bgr.shape, upscale)  # (again here: the folder pipeline calls this directly)
+        self._check_size(bgr.shape, upscale)  # before any work (restore and the folder pipeline call this)
         size = self.entry.face_size
         faces = self.find_faces(bgr, template(self.entry.template, size), only_center_face, max_faces, min_face_size)
         background = upscale_background(bgr, upscale, background_upsampler, exact_size=paste != "feather")
@@ -539,6 +533,18 @@ class PhotoJob:
     affines: np.ndarray | None = None  # (N, 2, 3) input -> crop
     crops: np.ndarray | None = None  # (N, S, S, 3) aligned input faces
     crop_landmarks: np.ndarray | None = None  # (N, 5, 2)
+
+
+def check_restore_options(fidelity: float | None, upscale: float, paste: str | None) -> None:
+    """ValueError for a fidelity outside [0, 1], a non-positive upscale or an unknown paste mode (the checks
+    `restore`, `restore_video` and the folder pipeline share, made before any work)."""
+    if fidelity is not None and not 0.0 <= fidelity <= 1.0:
+        raise ValueError(f"fidelity must be in [0, 1] (or None for the model's default), got {fidelity}")
+    if upscale <= 0:
+        raise ValueError(f"upscale must be positive, got {upscale}")
+    if paste is not None and paste not in PASTE_MODES:
+        raise ValueError(f"paste must be one of {', '.join(PASTE_MODES)} (or None for the model's default), "
+                         f"got {paste!r}")
 
 
 def _draws_nothing(net: torch.nn.Module) -> bool:

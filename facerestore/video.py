@@ -370,17 +370,11 @@ def restore_video(
     from tqdm.auto import tqdm
 
     from .face.align import estimate_affine, template, transform_points, warp_faces
-    from .restorer import PASTE_MODES, upscale_background
+    from .restorer import check_restore_options, upscale_background
 
     if aligned:
         raise ValueError("aligned=True is for photos of single aligned faces; videos are searched for faces")
-    if fidelity is not None and not 0.0 <= fidelity <= 1.0:
-        raise ValueError(f"fidelity must be in [0, 1] (or None for the model's default), got {fidelity}")
-    if upscale <= 0:
-        raise ValueError(f"upscale must be positive, got {upscale}")
-    if paste is not None and paste not in PASTE_MODES:
-        raise ValueError(f"paste must be one of {', '.join(PASTE_MODES)} (or None for the model's default), "
-                         f"got {paste!r}")
+    check_restore_options(fidelity, upscale, paste)
     paste = paste or restorer.entry.family.paste
     if batch_frames < 1:
         raise ValueError(f"batch_frames must be >= 1, got {batch_frames}")

@@ -36,6 +36,18 @@ def manifest(config: str) -> dict:
     return json.loads(shared_path(f"golden/manifests/{config}.json").read_text())
 
 
+def state_dict_layout(net: torch.nn.Module) -> list[dict]:
+    """The net's state dict as manifests list it: key, shape and dtype, in order."""
+    return [{"key": k, "shape": list(v.shape), "dtype": str(v.dtype).replace("torch.", "")}
+            for k, v in net.state_dict().items()]
+
+
+def psnr01(a: torch.Tensor, b: torch.Tensor) -> float:
+    """PSNR (dB) of two [-1, 1] images mapped to [0, 1] (clamped, as the restorers save them)."""
+    a, b = ((t.float().clamp(-1, 1) + 1) / 2 for t in (a, b))
+    return float(10 * torch.log10(1 / (a - b).square().mean()))
+
+
 def load_case(family: str, name: str) -> tuple[dict, dict[str, torch.Tensor]]:
     """(golden/<family>/<name>.json, the arrays of golden/<family>/<name>.npz as tensors)."""
     meta = json.loads(shared_path(f"golden/{family}/{name}.json").read_text())

@@ -10,7 +10,7 @@ import torch
 
 from conftest import shared_path
 from facerestore.archs.codeformer import CodeFormer, adaptive_instance_normalization, inpaint_blend
-from golden import load_case, manifest, recipe_state_dict
+from golden import load_case, manifest, psnr01, recipe_state_dict, state_dict_layout
 
 CONFIGS = ["codeformer", "codeformer_colorization", "codeformer_inpainting"]
 CASES = ["cf_w0.5_adain", "cf_w0_adain", "cf_w1_batch2", "cf_w0.7_noadain", "cfcolor_w0", "cfinpaint_w1"]
@@ -47,19 +47,12 @@ def official_output(net: CodeFormer, x: torch.Tensor, config: str, forward_kwarg
     return out, logits, lq_feat
 
 
-def psnr01(a: torch.Tensor, b: torch.Tensor) -> float:
-    """PSNR (dB) of two [-1, 1] images mapped to [0, 1] (clamped, as the restorers save them)."""
-    a, b = ((t.float().clamp(-1, 1) + 1) / 2 for t in (a, b))
-    return float(10 * torch.log10(1 / (a - b).square().mean()))
-
-
 @pytest.mark.parametrize("config", CONFIGS)
 def test_state_dict_layout_matches_the_released_checkpoints(config):
     m = manifest(config)
     with torch.device("meta"):
         net = CodeFormer(**m["constructor_kwargs"])
-    layout = [{"key": k, "shape": list(v.shape), "dtype": str(v.dtype).replace("torch.", "")}
-              for k, v in net.state_dict().items()]
+    layout = state_dict_layout(net)
     assert layout == m["state_dict"]  # ordered, 515 / 497 / 497 entries
     assert len(layout) == m["num_tensors"]
     assert sum(p.numel() for p in net.parameters()) == m["num_parameters"]

@@ -11,7 +11,7 @@ import torch
 from conftest import shared_path
 from facerestore.archs.restoreformer import RestoreFormer, RestoreFormerPlusPlus
 from facerestore.archs.vqgan import VectorQuantizer
-from golden import load_case, manifest, recipe_state_dict
+from golden import load_case, manifest, psnr01, recipe_state_dict, state_dict_layout
 
 CONFIGS = ["restoreformer_gfpgan", "restoreformerpp", "restoreformer_rfpp"]
 CLASSES = {"restoreformer_gfpgan": RestoreFormer, "restoreformerpp": RestoreFormerPlusPlus}
@@ -33,18 +33,12 @@ def golden_nets():
     cache.clear()
 
 
-def psnr01(a: torch.Tensor, b: torch.Tensor) -> float:
-    a, b = ((t.float().clamp(-1, 1) + 1) / 2 for t in (a, b))
-    return float(10 * torch.log10(1 / (a - b).square().mean()))
-
-
 @pytest.mark.parametrize("config", CONFIGS)
 def test_state_dict_layout_matches_the_released_checkpoints(config):
     m = manifest(config)
     with torch.device("meta"):
         net = RestoreFormer(**m["constructor_kwargs"])  # the official classes' arguments
-    layout = [{"key": k, "shape": list(v.shape), "dtype": str(v.dtype).replace("torch.", "")}
-              for k, v in net.state_dict().items()]
+    layout = state_dict_layout(net)
     assert layout == m["state_dict"]  # ordered, 405 / 441 / 405 entries
     assert sum(p.numel() for p in net.parameters()) == m["num_parameters"]
 

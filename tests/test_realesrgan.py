@@ -16,7 +16,7 @@ from facerestore.archs.rrdbnet import RRDBNet, rrdbnet_config_from_state_dict
 from facerestore.metrics.pixel import psnr
 from facerestore.upscale import Upscaler
 from golden import manifest as golden_manifest
-from golden import recipe_state_dict
+from golden import recipe_state_dict, state_dict_layout
 
 CONFIGS = ("x2plus", "x4plus")
 PIPELINE_CASES = {"x2plus": 8, "x4plus": 3}
@@ -54,9 +54,7 @@ def test_layout_equals_the_manifests():
     for config in CONFIGS:
         expected = manifest(config)
         net = RRDBNet(**expected["constructor_kwargs"])
-        layout = [{"key": k, "shape": list(v.shape), "dtype": str(v.dtype).replace("torch.", "")}
-                  for k, v in net.state_dict().items()]
-        assert layout == expected["state_dict"]  # keys, order, shapes, dtypes
+        assert state_dict_layout(net) == expected["state_dict"]  # keys, order, shapes, dtypes
         assert sum(p.numel() for p in net.parameters()) == expected["num_parameters"]
     assert manifest("x2plus")["state_dict"][0]["shape"] == [64, 12, 3, 3]  # pixel-unshuffled input
 
