@@ -71,6 +71,12 @@ class RestoreResult(np.ndarray):
     def __array_finalize__(self, obj: Any) -> None:
         self.faces = getattr(obj, "faces", [])
 
+    def __array_wrap__(self, array: np.ndarray, context: Any = None, return_scalar: bool = False) -> Any:
+        # Arithmetic and reductions (out - img, out.mean()) give plain arrays and numbers, not "photos"
+        # with faces; views and slices (out[y0:y1]) keep the type through __array_finalize__.
+        array = np.asarray(array).view(np.ndarray)
+        return array[()] if return_scalar or array.ndim == 0 else array
+
     @property
     def image(self) -> np.ndarray:
         return self.view(np.ndarray)

@@ -22,6 +22,7 @@ from types import SimpleNamespace
 import cv2
 import numpy as np
 import pytest
+import torch
 
 from conftest import IN_CI, ROOT, shared_path
 
@@ -46,6 +47,20 @@ LOCALHOST = "127.0.0.1,localhost"
 SMALL_GPEN = dict(style_dim=64, n_mlp=2, channel_multiplier=1, narrow=0.25)  # small configs for in-process tests
 
 
+def all_face_parser(path: Path) -> Path:
+    """ParseNet weights that label every pixel skin: the GPEN paste mask is then the whole crop square
+    (less GPEN's blurred border), whatever the untrained restore network outputs. An untrained parser
+    would make the pasted area random (it can mask out a whole face)."""
+    from facexlib.parsing.parsenet import ParseNet
+
+    state = ParseNet(in_size=512, out_size=512, parsing_ch=19).state_dict()
+    state["out_mask_conv.conv2d.weight"].zero_()
+    state["out_mask_conv.conv2d.bias"].zero_()
+    state["out_mask_conv.conv2d.bias"][1] = 1.0  # label 1: skin
+    torch.save(state, path)
+    return path
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -58,12 +73,13 @@ def server(tmp_path_factory):
     detector_weights = shared_path("weights/retinaface/mobilenet0.25_Final.pth")
     dpr_weights = shared_path("weights/dpr/trained_model_03.t7")
     home = tmp_path_factory.mktemp("app")
+    parser_weights = all_face_parser(home / "parsenet_all_face.pth")
     port = free_port()
     env = {**os.environ, "FACERESTORE_HOME": str(home / "home"), "GRADIO_TEMP_DIR": str(home / "gradio"),
            "NO_PROXY": LOCALHOST, "no_proxy": LOCALHOST}
     cmd = [sys.executable, "-m", "facerestore", "app", "--port", str(port), "--no-pretrained", "--model", MODEL,
            "--device", "cpu", "--detector", DETECTOR, "--detector-weights", str(detector_weights),
-           "--relight-weights", str(dpr_weights)]
+           "--relight-weights", str(dpr_weights), "--parser-weights", str(parser_weights)]
     log_path = home / "server.log"
     with open(log_path, "w") as log:
         proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -122,7 +138,8 @@ def test_restore_api(server):
         pasted |= cv2.warpAffine(np.ones((size, size), np.uint8), invert_affine(to_crop),
                                  (out.shape[1], out.shape[0]), flags=cv2.INTER_NEAREST)
         face = np.s_[int(y1):int(y2), int(x1):int(x2)]
-        assert np.abs(out[face].astype(int) - background[face]).mean() > 20
+        changed = np.abs(out[face].astype(int) - background[face]).max(axis=-1) > 8
+        assert changed.mean() > 0.8  # 0.94 to 1.0 over untrained GPEN inits (seeds 0-7)
     outside = cv2.dilate(pasted, np.ones((9, 9), np.uint8)) == 0  # a few pixels of slack for interpolation
     assert 0.2 < outside.mean() < 0.95 and np.array_equal(out[outside], background[outside])
 

@@ -49,6 +49,10 @@ def test_aligned_identity_roundtrip_is_exact(face512):
     assert type(out.image) is np.ndarray
     np.testing.assert_array_equal(out.image, face512)
     assert len(out.faces) == 1 and out.faces[0].restored.shape == (512, 512, 3)
+    # slices stay results with faces; arithmetic and reductions give plain arrays and numbers
+    assert isinstance(out[:10], RestoreResult) and len(out[:10].faces) == 1
+    assert type(out.mean()) is np.float64 and out.mean() == face512.mean()
+    assert type(out.astype(int) - face512) is np.ndarray
 
 
 def test_aligned_input_of_other_size_comes_back_at_its_size(face512):
