@@ -589,8 +589,10 @@ def upscale_background(bgr: np.ndarray, upscale: float, upsampler: Any = None, e
             return facexlib_background(bgr, upscale)
         # facexlib resizes the upsampler's output to (int(w * s), int(h * s)) of the INPUT's size
         h, w = bgr.shape[:2]
-        return cv2.resize(upsampler(bgr, upscale), (int(w * upscale), int(h * upscale)),
-                          interpolation=cv2.INTER_LANCZOS4)
+        out, size = upsampler(bgr, upscale), (int(w * upscale), int(h * upscale))
+        if out.shape[1::-1] == size and not np.shares_memory(out, bgr):
+            return out  # cv2.resize to the same size is a copy: skip it (an output-sized buffer less)
+        return cv2.resize(out, size, interpolation=cv2.INTER_LANCZOS4)
     if upsampler is not None:
         out = upsampler(bgr, upscale)
         return out.copy() if np.shares_memory(out, bgr) else out  # faces are pasted into it: never the input

@@ -21,9 +21,10 @@ The official pipeline, reproduced step by step (golden-tested, within one grey l
 Memory: tiles bound the network's working memory by the tile size, not the photo size. One tile's
 largest activations are its last convs' (tile + 2 * tile_pad)^2 x scale^2 x 64 channels x 4 bytes:
 ~0.7 GB per tensor for tile 400 at scale 4 in fp32 (~2 GB peak), a quarter of that at scale 2, half in
-bf16. Unlike the official code, which assembles the whole float32 output on the device, each tile's
-result is converted to the final uint8/uint16 pixels as soon as it is computed (the same per-pixel
-arithmetic), so beyond one tile only the input and output images are held. An untiled run of a
+bf16. Unlike the official code, which converts the whole input to float32 and assembles the whole float32
+output on the device, each tile is converted to float when it runs and its result to the final
+uint8/uint16 pixels as soon as it is computed (the same per-pixel arithmetic, bit-identical), so beyond
+one tile only the integer input (padded) and output images are held. An untiled run of a
 12-megapixel photo at scale 4 would need tens of GB; the default tile (`tile=None`) avoids that.
 """
 from __future__ import annotations
@@ -34,7 +35,6 @@ from typing import Any, Iterator
 import cv2
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 ALPHA_UPSAMPLERS = ("realesrgan", "cv2")
@@ -138,22 +138,11 @@ class Upscaler:
             raise ValueError(f"pre_pad={pre_pad} reflect padding needs an image larger than {pre_pad} pixels on "
                              f"each side, got {w}x{h}; pass a smaller pre_pad")
 
-        # step 1: float image in [0, 1] as the official code computes it (float32 / max)
-        img = img.astype(np.float32)
+        # step 1: the official code converts the whole image to float32 / max first; the same per-pixel
+        # arithmetic is done here tile by tile (`_float_rgb`), so the input is never held in float
         max_range = 65535 if np.max(img) > 256 else 255
         out_dtype = np.uint16 if max_range == 65535 else np.uint8
-        img = img / max_range
-        alpha = None
-        if img.ndim == 2:
-            mode = "L"
-            rgb = cv2.cvtColor(img, cv2.COLOR_GRAY2RGB)
-        elif img.shape[2] == 4:
-            mode = "RGBA"
-            alpha = img[:, :, 3]
-            rgb = cv2.cvtColor(img[:, :, :3], cv2.COLOR_BGR2RGB)
-        else:
-            mode = "RGB"
-            rgb = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+        mode = "L" if img.ndim == 2 else ("RGBA" if img.shape[2] == 4 else "RGB")
 
         s = self.scale
         channels = {"L": 1, "RGB": 3, "RGBA": 4}[mode]
@@ -166,15 +155,16 @@ class Upscaler:
             else:
                 output[region + (slice(0, 3),)] = _round(bgr, max_range)
 
-        self._run(rgb, tile, tile_pad, pre_pad, write_color)
-        if alpha is not None:
+        self._run(img if mode != "RGBA" else img[:, :, :3], max_range, tile, tile_pad, pre_pad, write_color)
+        if mode == "RGBA":
             if alpha_upsampler == "realesrgan":
                 def write_alpha(region: tuple[slice, slice], out_rgb: torch.Tensor) -> None:
                     gray = cv2.cvtColor(_to_bgr_float(out_rgb), cv2.COLOR_BGR2GRAY)
                     output[region + (3,)] = _round(gray, max_range)
 
-                self._run(cv2.cvtColor(alpha, cv2.COLOR_GRAY2RGB), tile, tile_pad, pre_pad, write_alpha)
+                self._run(img[:, :, 3], max_range, tile, tile_pad, pre_pad, write_alpha)
             else:
+                alpha = img[:, :, 3].astype(np.float32) / max_range
                 resized = cv2.resize(alpha, (w * s, h * s), interpolation=cv2.INTER_LINEAR)
                 output[:, :, 3] = _round(resized, max_range)
 
@@ -182,20 +172,19 @@ class Upscaler:
             output = cv2.resize(output, (int(w * outscale), int(h * outscale)), interpolation=cv2.INTER_LANCZOS4)
         return output
 
-    def _run(self, rgb: np.ndarray, tile: int, tile_pad: int, pre_pad: int, write) -> None:
-        """Steps 2-3 on an HxWx3 float RGB image: pad, run the network (whole or by tiles), and hand each
-        output region inside the unpadded result to `write((rows, cols), (1, 3, h, w) tensor)`."""
-        h, w = rgb.shape[:2]
+    def _run(self, pixels: np.ndarray, max_range: int, tile: int, tile_pad: int, pre_pad: int, write) -> None:
+        """Steps 2-3 on an HxW (gray: run as RGB) or HxWx3 (BGR) integer image: pad, run the network (whole
+        or by tiles), and hand each output region inside the unpadded result to
+        `write((rows, cols), (1, 3, h, w) tensor)`. Only the padded integer image and one tile in float
+        are held (the official code holds the whole image in float32 several times over)."""
+        h, w = pixels.shape[:2]
         s = self.scale
-        x = torch.from_numpy(np.ascontiguousarray(rgb.transpose(2, 0, 1)))[None].to(self.device)
-        if pre_pad:
-            x = F.pad(x, (0, pre_pad, 0, pre_pad), mode="reflect")
+        # the official reflect paddings, in its order: pre_pad, then up to the network's multiple
+        pixels = _reflect_pad(pixels, pre_pad, pre_pad)
         mod = MOD_PAD.get(s)
         if mod:
-            x = F.pad(x, (0, -x.shape[-1] % mod, 0, -x.shape[-2] % mod), mode="reflect")
-        if self.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-        height, width = x.shape[-2:]
+            pixels = _reflect_pad(pixels, -pixels.shape[0] % mod, -pixels.shape[1] % mod)
+        height, width = pixels.shape[:2]
         # tile == 0: one "tile" covering the whole padded image, no tile padding
         tile_h, tile_w = (tile, tile) if tile > 0 else (height, width)
         with self._precision():
@@ -207,11 +196,32 @@ class Upscaler:
                         continue
                     py0, px0 = max(y0 - tile_pad, 0), max(x0 - tile_pad, 0)
                     py1, px1 = min(y1 + tile_pad, height), min(x1 + tile_pad, width)
-                    out = self.net(x[:, :, py0:py1, px0:px1])
+                    out = self.net(self._tensor(_float_rgb(pixels[py0:py1, px0:px1], max_range)))
                     # the tile's own output, cropped to the unpadded image
                     keep_y1, keep_x1 = min(y1, h), min(x1, w)
                     out = out[:, :, (y0 - py0) * s:(keep_y1 - py0) * s, (x0 - px0) * s:(keep_x1 - px0) * s]
                     write((slice(y0 * s, keep_y1 * s), slice(x0 * s, keep_x1 * s)), out)
+
+    def _tensor(self, rgb: np.ndarray) -> torch.Tensor:
+        """HxWx3 float32 RGB -> (1, 3, H, W) on the device, channels_last where the network runs so
+        (an HWC array already is: no copy before the transfer)."""
+        x = torch.from_numpy(rgb).permute(2, 0, 1)[None]  # channels_last strides already
+        layout = torch.channels_last if self.channels_last else torch.contiguous_format
+        return x.contiguous(memory_format=layout).to(self.device)
+
+
+def _reflect_pad(pixels: np.ndarray, bottom: int, right: int) -> np.ndarray:
+    """Reflect padding (mirror without repeating the edge, as torch's "reflect") on the bottom/right."""
+    if not bottom and not right:
+        return pixels
+    return np.pad(pixels, ((0, bottom), (0, right)) + ((0, 0),) * (pixels.ndim - 2), mode="reflect")
+
+
+def _float_rgb(pixels: np.ndarray, max_range: int) -> np.ndarray:
+    """HxW gray or HxWx3 BGR integer pixels -> HxWx3 float32 RGB in [0, 1], the official arithmetic
+    (astype(float32) / max_range, then BGR2RGB or GRAY2RGB)."""
+    values = pixels.astype(np.float32) / max_range
+    return cv2.cvtColor(values, cv2.COLOR_GRAY2RGB if values.ndim == 2 else cv2.COLOR_BGR2RGB)
 
 
 def _to_bgr_float(out_rgb: torch.Tensor) -> np.ndarray:
