@@ -35,9 +35,28 @@ def fetch(entry: ModelEntry, weights: str | os.PathLike | None = None, progress:
     weight_files = [wf for wf in entry.files if wf.role == "weights"]
 
     def strict_check(path: Path) -> None:
-        hub.load_weights(entry.build(**overrides), path, weight_files[0])
+        config = overrides if weights is None else config_of_file(entry, path, overrides)
+        hub.load_weights(entry.build(**config), path, weight_files[0])
 
     return hub.resolve(entry, weights, verify=strict_check if weight_files else None, progress=progress)
+
+
+def config_of_file(entry: ModelEntry, path: Path, overrides: dict[str, Any]) -> dict[str, Any]:
+    """`overrides`, or, when there are none and the family can read its size from a state dict
+    (Family.config_from_state_dict), the constructor arguments in which the file `path` differs from the
+    entry's config. A file the reader does not understand keeps the entry's config (the strict load then
+    says what does not fit)."""
+    reader = entry.family.config_from_state_dict
+    weight_files = [wf for wf in entry.files if wf.role == "weights"]
+    if overrides or reader is None or not weight_files:
+        return overrides
+    from .registry import import_object
+
+    try:
+        config = import_object(reader)(hub.network_state_dict(hub.read_checkpoint(path), weight_files[0]))
+    except (ValueError, hub.WeightsError):
+        return overrides
+    return {key: value for key, value in config.items() if entry.arch_config.get(key) != value}
 
 
 def sized_entry(entry: ModelEntry, overrides: dict[str, Any]) -> ModelEntry:
@@ -65,16 +84,18 @@ def build_model(
     Files of role "dictionary" (DFDNet's component dictionaries) are data the network reads with
     `net.load_dictionaries(folder)`; `data_files=False` skips them."""
     entry = resolve_entry(name)
-    net = entry.build(**overrides)
     if not pretrained:
         if weights is not None:
             raise ValueError("pass either weights=... or pretrained=False, not both")
-        return net
+        return entry.build(**overrides)
     files = entry.files if data_files else tuple(wf for wf in entry.files if wf.role == "weights")
     paths = fetch(dataclasses.replace(entry, files=files), weights, progress=progress, **overrides)
-    for wf in files:
-        if wf.role == "weights":
-            hub.load_weights(net, paths[wf.filename], wf, model_name=entry.name)
+    weight_files = [wf for wf in files if wf.role == "weights"]
+    if weights is not None and weight_files:  # a file of the user's may be of another size (see config_of_file)
+        overrides = config_of_file(entry, paths[weight_files[0].filename], overrides)
+    net = entry.build(**overrides)
+    for wf in weight_files:
+        hub.load_weights(net, paths[wf.filename], wf, model_name=entry.name)
     dictionaries = [paths[wf.filename] for wf in files if wf.role == "dictionary"]
     if dictionaries:
         net.load_dictionaries(dictionaries[0].parent)

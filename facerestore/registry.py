@@ -88,6 +88,10 @@ class Family:
     fidelity_argument: str | None = None
     # Small constructor overrides for a fast instance (the per-entry smoke test builds every entry with them).
     tiny: Mapping[str, Any] = field(default_factory=dict)
+    # "module:function" state dict -> constructor arguments, for families whose files come in several
+    # sizes (e.g. Real-ESRGAN's 6-block anime model): a weights file given explicitly is built at its own
+    # size. None: files must fit the entry's config (or the caller's overrides).
+    config_from_state_dict: str | None = None
 
     def runner_class(self) -> type:
         return import_object(self.runner)

@@ -44,6 +44,9 @@ ALPHA_UPSAMPLERS = ("realesrgan", "cv2")
 # 48 ran 2-4x slower than untiled); 400 keeps one tile's activations at ~0.5 GB (x2) / ~2 GB (x4) in fp32.
 DEFAULT_TILE = 400
 MOD_PAD = {1: 4, 2: 2}  # network scale -> the padded input's sides must be multiples of this
+# Largest image `upscale` makes (the network-scale result, pixels): a clear error instead of an OOM kill.
+# Same default as the face restorer's `max_pixels`; `upscaler.max_pixels = None` lifts it.
+MAX_PIXELS = 250_000_000
 
 
 class Upscaler:
@@ -53,7 +56,11 @@ class Upscaler:
     device: torch device (default: CUDA if available); precision: "fp32" (exact, the golden-tested
     output) or "bf16" / "fp16" (autocast + channels_last: faster, PSNR >= 40 dB against fp32);
     scale: the network's scale (default: `net.scale`).
+    `max_pixels`: the largest image `upscale` makes (the network-scale result, before any `outscale`
+    resize); larger requests raise facerestore.restorer.ImageTooLargeError before any work. None: no limit.
     """
+
+    max_pixels: int | None = MAX_PIXELS
 
     def __init__(self, net: torch.nn.Module, entry: Any = None, device: str | torch.device | None = None,
                  precision: str = "fp32", scale: int | None = None) -> None:
@@ -134,6 +141,7 @@ class Upscaler:
         if tile < 0 or tile_pad < 0 or pre_pad < 0:
             raise ValueError(f"tile, tile_pad and pre_pad must be >= 0, got {tile}, {tile_pad}, {pre_pad}")
         h, w = img.shape[:2]
+        self.check_size(img.shape, outscale)
         if min(h, w) <= pre_pad:
             raise ValueError(f"pre_pad={pre_pad} reflect padding needs an image larger than {pre_pad} pixels on "
                              f"each side, got {w}x{h}; pass a smaller pre_pad")
@@ -171,6 +179,19 @@ class Upscaler:
         if outscale is not None and outscale != float(s):
             output = cv2.resize(output, (int(w * outscale), int(h * outscale)), interpolation=cv2.INTER_LANCZOS4)
         return output
+
+    def check_size(self, shape: tuple[int, ...], outscale: float | None = None) -> None:
+        """ImageTooLargeError when upscaling an image of `shape` would exceed `max_pixels`."""
+        from .restorer import ImageTooLargeError
+
+        h, w = shape[:2]
+        largest = max(h * w * self.scale ** 2, int(h * (outscale or self.scale)) * int(w * (outscale or self.scale)))
+        if self.max_pixels is not None and largest > self.max_pixels:
+            raise ImageTooLargeError(
+                f"upscaling {w}x{h} would make an image of {largest} pixels ({largest / 1e6:.1f} megapixels), above "
+                f"the limit upscaler.max_pixels = {self.max_pixels} (3-8 bytes of memory per pixel); "
+                f"upscale a smaller image, or raise the limit (upscaler.max_pixels = N, or --max-megapixels on the "
+                f"command line) if the memory is there")
 
     def _run(self, pixels: np.ndarray, max_range: int, tile: int, tile_pad: int, pre_pad: int, write) -> None:
         """Steps 2-3 on an HxW (gray: run as RGB) or HxWx3 (BGR) integer image: pad, run the network (whole

@@ -17,12 +17,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--weights", help="local weights file or URL (default: cache, then download)")
     p.add_argument("--no-pretrained", action="store_true", help="random weights (for testing the pipeline)")
     p.add_argument("--outscale", type=float, help="final size factor (default: the network's scale)")
-    p.add_argument("--tile", type=int, default=0, help="tile size, 0 = whole image (default 0)")
+    p.add_argument("--tile", type=int, default=None,
+                   help="tile side in input pixels (default 400: memory bounded on any image size); 0 = the whole "
+                        "image at once (the official default: tens of GB for a 12-megapixel photo at x4)")
     p.add_argument("--tile-pad", type=int, default=10)
     p.add_argument("--pre-pad", type=int, default=10)
     p.add_argument("--alpha-upsampler", default="realesrgan", choices=["realesrgan", "cv2"])
     p.add_argument("--device", help="cpu, cuda, cuda:1 (default: cuda if available)")
     p.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"])
+    p.add_argument("--max-megapixels", type=float, default=None,
+                   help="refuse images whose upscaled result would exceed this (default 250)")
     p.add_argument("--ext", default="auto", help="output format: auto (as input), png, jpg, webp, tif, bmp")
     p.add_argument("--suffix", default="", help="appended to output file names")
     p.set_defaults(func=run)
@@ -30,11 +34,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from .. import load
+    from ..registry import get_entry, list_models
     from ..imageio import find_images, read_image, write_image
     from ..pipeline import check_ext, output_file, plan_outputs
     from .restore import report
 
     check_ext(args.ext)
+    # everything that would fail every image is checked before any work (and before a download)
+    entry = get_entry(args.model)
+    if entry.task != "upscale":
+        upscalers = ", ".join(list_models(task="upscale"))
+        raise ValueError(f"{entry.name} is a {entry.task} model, not an upscaler; use one of: {upscalers}")
+    if args.outscale is not None and not args.outscale > 0:
+        raise ValueError(f"--outscale must be > 0, got {args.outscale}")
+    if min(args.tile or 0, args.tile_pad, args.pre_pad) < 0:
+        raise ValueError("--tile, --tile-pad and --pre-pad must be >= 0")
     out_dir = Path(args.output)
     sources = find_images(args.inputs)
     if not sources:
@@ -42,8 +56,8 @@ def run(args: argparse.Namespace) -> int:
         return 1
     upscaler = load(args.model, weights=args.weights, pretrained=not args.no_pretrained, device=args.device,
                     precision=args.precision)
-    if not hasattr(upscaler, "upscale"):
-        raise ValueError(f"{args.model} is not an upscaler; use realesrgan-x2plus or realesrgan-x4plus")
+    if args.max_megapixels is not None:
+        upscaler.max_pixels = int(args.max_megapixels * 1e6)
     inputs = {src.resolve() for src, _ in sources if src.exists()}
     failed: list[tuple[Path, str]] = []
     for (src, _), stem in zip(tqdm(sources, desc=f"upscale ({args.model})", unit="img"), plan_outputs(sources, out_dir)):

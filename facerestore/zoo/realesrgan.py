@@ -2,7 +2,9 @@
 official x2plus / x4plus files (weights under `params_ema`, else `params`). `load(name)` returns an
 `Upscaler` whose `upscale(img, outscale=..., tile=..., tile_pad=..., pre_pad=...)` reproduces
 `RealESRGANer.enhance` (tiles, reflect pre-padding, 16-bit, grey and alpha inputs); it is also the
-background upsampler of a restorer: `load("gfpgan", upsampler="realesrgan-x2plus")`.
+background upsampler of a restorer: `load("gfpgan", upsampler="realesrgan-x2plus")`. Another RRDBNet file
+in the BasicSR layout (e.g. `RealESRGAN_x4plus_anime_6B.pth`, 6 blocks) given as `weights=` is built at
+its own size and scale.
 """
 from ..archs.rrdbnet import RRDBNet
 from ..registry import Family, HelperEntry, WeightFile, register
@@ -18,6 +20,7 @@ FAMILY = Family(
     runner="facerestore.upscale:Upscaler",
     export=None,
     tiny=dict(num_feat=8, num_block=1, num_grow_ch=4),
+    config_from_state_dict="facerestore.archs.rrdbnet:rrdbnet_config_from_state_dict",
 )
 
 
