@@ -136,3 +136,48 @@ def test_conv_norm_act_is_the_official_sequence(norm):
             torch.testing.assert_close(out, expected, rtol=0, atol=2e-6)
         with official_ops():
             torch.testing.assert_close(ops.conv_norm_act(x, conv, norm, residual=residual), expected, rtol=0, atol=0)
+
+
+def plain_upsample_conv(x, weight, bias, activation=None, negative_slope=0.01):
+    out = F.conv2d(F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False), weight, bias, padding=1)
+    return F.leaky_relu(out, negative_slope) if activation == "leaky_relu" else out
+
+
+INTERLEAVE = ops._interleave2
+
+
+@pytest.mark.parametrize("shape", [(2, 3, 128, 128), (1, 4, 130, 129), (1, 5, 2, 8200)])
+def test_upsample_conv3x3_is_the_plain_sequence_in_float64(monkeypatch, shape):
+    """One convolution at the input's resolution + interleave equals bilinear-upsample-then-conv to
+    float64 rounding, borders (the resize's clamp, the conv's zero padding) and odd sizes included; with
+    a bias, an activation, NCHW and channels_last."""
+    x, weight, bias = seeded(*shape).double(), seeded(6, shape[1], 3, 3, seed=1).double(), seeded(6, seed=2).double()
+    expected = plain_upsample_conv(x, weight, bias, "leaky_relu", 0.2)
+    calls = []
+    monkeypatch.setattr(ops, "_interleave2", lambda y, cl: calls.append(cl) or INTERLEAVE(y, cl))
+    with torch.inference_mode():
+        for layout in (torch.contiguous_format, CL):
+            got = ops.upsample_conv3x3(x.contiguous(memory_format=layout), weight, bias, "leaky_relu", 0.2)
+            assert got.shape == expected.shape and got.is_contiguous(memory_format=layout)
+            torch.testing.assert_close(got, expected, rtol=0, atol=1e-12)
+        assert calls == [False, True]  # the one-convolution path ran (inputs above UPSAMPLE_CONV_MIN_PIXELS)
+        with official_ops():  # the plain sequence itself
+            torch.testing.assert_close(ops.upsample_conv3x3(x, weight), plain_upsample_conv(x, weight, None),
+                                       rtol=0, atol=0)
+        assert calls == [False, True]
+
+
+def test_upsample_conv3x3_in_bfloat16_channels_last_and_with_autograd():
+    x = seeded(1, 16, 128, 128).contiguous(memory_format=CL)
+    weight, bias = seeded(8, 16, 3, 3, seed=1, scale=0.1), seeded(8, seed=2)
+    expected = plain_upsample_conv(x, weight, bias)
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16):
+        got = ops.upsample_conv3x3(x, weight, bias)
+    assert got.dtype == torch.bfloat16 and got.is_contiguous(memory_format=CL)
+    assert (got.float() - expected).abs().max() < 0.05 * expected.abs().max()  # bf16 rounding of inputs and taps
+    # with autograd the plain sequence runs (its gradients are the official ones)
+    weight.requires_grad_(True)
+    ops.upsample_conv3x3(x, weight, bias).sum().backward()
+    reference = weight.detach().clone().requires_grad_(True)
+    plain_upsample_conv(x, reference, bias).sum().backward()
+    torch.testing.assert_close(weight.grad, reference.grad)

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .ops import FusedSequential, conv2d_act, conv_parameters
+from .ops import FusedSequential, conv2d_act, conv_parameters, upsample_conv3x3
 from .stylegan2 import (CLEAN, ORIGINAL, SQRT2, ConstantInput, ConvLayer, EqualConv2d, EqualLinear,
                         FusedLeakyReLU, ScaledLeakyReLU, StyleConv, ToRGB, Variant, log2_size, match_layout,
                         style_mlp, stylegan2_channels, to_fast_layout)
@@ -197,8 +197,11 @@ class ConvUpLayer(nn.Module):
             # a bias-free 1x1 conv commutes with the (linear, per-channel) interpolation: run it first,
             # at a quarter of the pixels
             return F.interpolate(F.conv2d(x, weight), scale_factor=2, mode="bilinear", align_corners=False)
-        out = F.conv2d(F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False), weight, self.bias,
-                       padding=self.padding)
+        if self.weight.shape[-1] == 3 and self.padding == 1:  # one convolution at the input's resolution
+            out = upsample_conv3x3(x, weight, self.bias)
+        else:
+            out = F.conv2d(F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False), weight, self.bias,
+                           padding=self.padding)
         return self.activation(out) if self.activation is not None else out
 
 
@@ -280,8 +283,11 @@ class CleanResBlock(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = conv2d_act(x, *conv_parameters(self.conv1), activation="leaky_relu", negative_slope=0.2)
-        out = F.interpolate(out, scale_factor=self.scale_factor, mode="bilinear", align_corners=False)
-        out = conv2d_act(out, *conv_parameters(self.conv2), activation="leaky_relu", negative_slope=0.2)
+        if self.scale_factor > 1:  # upsampling and conv2 as one convolution at the input's resolution
+            out = upsample_conv3x3(out, self.conv2.weight, self.conv2.bias, "leaky_relu", 0.2)
+        else:
+            out = F.interpolate(out, scale_factor=self.scale_factor, mode="bilinear", align_corners=False)
+            out = conv2d_act(out, *conv_parameters(self.conv2), activation="leaky_relu", negative_slope=0.2)
         # the bias-free 1x1 skip commutes with the interpolation: run it at the lower resolution
         if self.scale_factor > 1:
             skip = F.interpolate(self.skip(x), scale_factor=self.scale_factor, mode="bilinear", align_corners=False)
