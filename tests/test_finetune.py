@@ -233,6 +233,39 @@ def test_pairs_are_matched_by_name_and_checked(tmp_path):
     assert result["iter"] == 1
 
 
+def test_unaligned_photos_are_aligned_on_the_models_template(tmp_path, one_thread):
+    """data.align: true with the configured detector: whole, non-square photos train (here a tiny GPEN,
+    pairs whose LQ is a half-size copy), each cropped as restore() frames its faces, i.e. on GPEN's template."""
+    from facerestore.face.align import estimate_affine, template, warp_faces
+    from facerestore.face.detect import load_detector
+    from facerestore.imageio import read_image, to_bgr_uint8, write_image
+    from facerestore.train.config import entry_from_config
+    from facerestore.train.recipes import build_recipe
+
+    weights = str(shared_path("weights/retinaface/mobilenet0.25_Final.pth"))
+    for name in ("Blake_Lively.jpg", "00.jpg", "Solvay_conference_1927.png"):
+        photo = read_image(shared_path(f"data/real/whole/{name}"))
+        write_image(tmp_path / "hq" / f"{Path(name).stem}.png", photo)
+        write_image(tmp_path / "lq" / f"{Path(name).stem}.png",
+                    cv2.resize(photo, (photo.shape[1] // 2, photo.shape[0] // 2), interpolation=cv2.INTER_AREA))
+    arch, _, arch_config = FAMILIES["gpen"]
+    path = tiny_config(tmp_path / "c.yaml", arch, arch_config,
+                       data={"align": True, "detector": "retinaface-mobile0.25-1mb", "detector_weights": weights})
+    result = train(path, hq=tmp_path / "hq", lq=tmp_path / "lq", out=tmp_path / "out", device="cpu", progress=False)
+    assert result["iter"] == 1
+    config, entry = load_config(path), entry_from_config(path)
+    config.data.hq, config.data.lq = str(tmp_path / "hq"), str(tmp_path / "lq")
+    assert entry.template == "gpen"
+    train_set, val_set = build_recipe(config, entry, 64).datasets(config, 64)
+    item = val_set[0]  # the last pair by name: Solvay (held out), its most confident face
+    photo, _ = to_bgr_uint8(read_image(tmp_path / "hq" / "Solvay_conference_1927.png"))  # (it has alpha)
+    faces = load_detector("retinaface-mobile0.25-1mb", weights=weights).detect(photo)
+    affine = estimate_affine(faces.landmarks[int(np.argmax(faces.scores))], template("gpen", 64))
+    expected = warp_faces(photo, affine[None], 64)[0]
+    rgb = ((item["hq"].permute(1, 2, 0).numpy() + 1) * 127.5).round().astype(np.uint8)[..., ::-1]
+    np.testing.assert_array_equal(rgb, expected)
+
+
 def test_jpeg_colorcast_preset_and_degradation_spec_file(tmp_path):
     face = cv2.imread(str(synthetic_faces(tmp_path / "f", count=1) / "face0.png"))
     out, params = degrade(face, "jpeg-colorcast", seed=3, return_params=True)

@@ -36,7 +36,9 @@ def tensor_to_image(tensor: torch.Tensor) -> np.ndarray:
 
 
 class FaceAligner:
-    """Aligns the most confident face of a photo to the FFHQ 5-point template (lazy detector)."""
+    """Aligns the most confident face of a photo to a 5-point template ("ffhq", or "gpen" for GPEN: the
+    template of the model being trained, so training crops are framed as restore() frames its inputs),
+    with a detector built on first use."""
 
     def __init__(self, size: int, detector: str = "retinaface-resnet50", detector_weights: str | None = None,
                  device: str | None = None, template: str = "ffhq") -> None:
@@ -44,8 +46,9 @@ class FaceAligner:
         self.detector_name, self.detector_weights, self.device = detector, detector_weights, device
         self._detector = None
 
-    def __call__(self, img: np.ndarray, name: str = "image") -> np.ndarray:
-        from ..face.align import estimate_affine, template, warp_faces
+    def affine(self, img: np.ndarray, name: str = "image") -> np.ndarray:
+        """(2, 3) affine, photo pixels -> crop pixels, of the photo's most confident face."""
+        from ..face.align import estimate_affine, template
         from ..face.detect import load_detector
 
         if self._detector is None:
@@ -54,8 +57,25 @@ class FaceAligner:
         if len(detections.scores) == 0:
             raise ValueError(f"{name}: no face found to align (pass align=False for already aligned faces)")
         best = int(np.argmax(detections.scores))
-        affine = estimate_affine(detections.landmarks[best], template(self.template_name, self.size))
-        return warp_faces(img, affine[None], self.size)[0]
+        return estimate_affine(detections.landmarks[best], template(self.template_name, self.size))
+
+    def __call__(self, img: np.ndarray, name: str = "image") -> np.ndarray:
+        return self.warp(img, self.affine(img, name))
+
+    def warp(self, img: np.ndarray, affine: np.ndarray) -> np.ndarray:
+        from ..face.align import warp_faces
+
+        return warp_faces(img, np.asarray(affine)[None], self.size)[0]
+
+    def align_pair(self, lq: np.ndarray, hq: np.ndarray, name: str = "image") -> tuple[np.ndarray, np.ndarray]:
+        """Both images of a pair cropped with the HQ photo's alignment (scaled to the LQ's size when it
+        differs), so the crops stay pixel-aligned: a detection on the degraded LQ would frame it slightly
+        differently."""
+        affine = self.affine(hq, name)
+        scale = np.diag([hq.shape[1] / lq.shape[1], hq.shape[0] / lq.shape[0], 1.0])  # LQ px -> HQ px
+        # pixel centres: x_hq + 0.5 = s (x_lq + 0.5), as cv2.resize maps them
+        scale[:2, 2] = [(scale[0, 0] - 1) / 2, (scale[1, 1] - 1) / 2]
+        return self.warp(lq, affine @ scale), self.warp(hq, affine)
 
 
 def _relative_key(path: Path, root: Path) -> str:
@@ -94,13 +114,14 @@ class PairedFolderDataset(Dataset):
     """Real or pre-made pairs: `root/lq` and `root/hq` (or explicit `lq_dir`, `hq_dir`), matched by name.
 
     size: resize both to size x size (None keeps them; they must then share a size to be batched).
-    align: align each photo to the FFHQ template with a face detector first (the same detection
-        is not shared between lq and hq: each is aligned on its own).
+    align: crop both images of a pair with the HQ photo's face alignment first (its most confident
+        face, on `template`; LQ photos may be smaller than their HQ: the alignment is scaled to them).
     """
 
     def __init__(self, root: str | os.PathLike | None = None, *, lq_dir: str | os.PathLike | None = None,
                  hq_dir: str | os.PathLike | None = None, size: int | None = None, align: bool = False,
-                 detector: str = "retinaface-resnet50", detector_weights: str | None = None) -> None:
+                 detector: str = "retinaface-resnet50", detector_weights: str | None = None,
+                 template: str = "ffhq") -> None:
         if root is not None:
             lq_dir = lq_dir or Path(root) / "lq"
             hq_dir = hq_dir or Path(root) / "hq"
@@ -108,7 +129,7 @@ class PairedFolderDataset(Dataset):
             raise ValueError("give root (holding lq/ and hq/) or both lq_dir and hq_dir")
         self.pairs = match_pairs(lq_dir, hq_dir)
         self.size = size
-        self.aligner = FaceAligner(size or 512, detector, detector_weights) if align else None
+        self.aligner = FaceAligner(size or 512, detector, detector_weights, template=template) if align else None
 
     def __len__(self) -> int:
         return len(self.pairs)
@@ -119,7 +140,7 @@ class PairedFolderDataset(Dataset):
         lq, _ = to_bgr_uint8(read_image(lq_path))
         hq, _ = to_bgr_uint8(read_image(hq_path))
         if self.aligner is not None:
-            lq, hq = self.aligner(lq, str(lq_path)), self.aligner(hq, str(hq_path))
+            lq, hq = self.aligner.align_pair(lq, hq, str(hq_path))
         return name, resize_square(lq, self.size), resize_square(hq, self.size)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
@@ -138,12 +159,12 @@ class DegradedFolderDataset(Dataset):
 
     def __init__(self, hq_dir: str | os.PathLike, preset: str | Preset = "gfpgan", size: int | None = 512,
                  seed: int = 0, *, align: bool = False, detector: str = "retinaface-resnet50",
-                 detector_weights: str | None = None) -> None:
+                 detector_weights: str | None = None, template: str = "ffhq") -> None:
         root = Path(hq_dir)
         self.files = sorted(_index_folder(root).items())
         self.preset = get_preset(preset)
         self.size, self.seed, self.epoch = size, int(seed), 0
-        self.aligner = FaceAligner(size or 512, detector, detector_weights) if align else None
+        self.aligner = FaceAligner(size or 512, detector, detector_weights, template=template) if align else None
 
     def __len__(self) -> int:
         return len(self.files)

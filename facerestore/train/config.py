@@ -60,8 +60,10 @@ class DataConfig:
     batch_size: int = 4  # per process (per GPU with torchrun)
     num_workers: int = 2  # DataLoader worker processes (0: load in the main process)
     flip: bool = True  # random horizontal flips (of both images of a pair)
-    align: bool = False  # align photos to the face template with the face detector (else they must be aligned
-    #                      squares: a non-square image is an error naming it)
+    align: bool = False  # align photos to the model's face template with the face detector (else they must be
+    #                      aligned squares: a non-square image is an error naming it); pairs use the HQ's alignment
+    detector: str = "retinaface-resnet50"  # with align: the detector zoo entry (e.g. retinaface-mobile0.25-1mb)
+    detector_weights: str | None = None  # with align: a local weights file for it (default: cache, then download)
     val_hq: str | None = None  # validation HQ folder (default: hold out `val_count` images of hq)
     val_lq: str | None = None  # validation LQ folder (default: degrade val HQ with fixed seeds)
     val_count: int = 0  # without val_hq: the last N images of hq are held out of training for validation

@@ -147,10 +147,18 @@ def check_pairs(pairs: list[tuple[str, Path, Path]], size: int) -> None:
                           "to the HQ size; the network restores at equal size).")
 
 
-def paired_dataset(lq: str | os.PathLike, hq: str | os.PathLike, size: int, align: bool) -> PairedFolderDataset:
+def aligner_options(config: Config, template: str) -> dict:
+    """The datasets' face-alignment arguments from `data.align`, `data.detector(_weights)` and the model's
+    alignment template."""
+    return dict(align=config.data.align, detector=config.data.detector, detector_weights=config.data.detector_weights,
+                template=template)
+
+
+def paired_dataset(lq: str | os.PathLike, hq: str | os.PathLike, size: int, align: bool,
+                   **aligner: Any) -> PairedFolderDataset:
     """LQ/HQ pairs matched by file name (a name in one folder only is an error listing them), checked."""
     try:
-        dataset = PairedFolderDataset(lq_dir=lq, hq_dir=hq, size=size, align=align)
+        dataset = PairedFolderDataset(lq_dir=lq, hq_dir=hq, size=size, align=align, **aligner)
     except ValueError as exc:
         raise ConfigError(f"{exc}. Pairs are matched by file name without extension: rename or remove the "
                           "unmatched files") from None
@@ -159,28 +167,32 @@ def paired_dataset(lq: str | os.PathLike, hq: str | os.PathLike, size: int, alig
     return dataset
 
 
-def degraded_dataset(hq: str | os.PathLike, config: Config, size: int, seed: int) -> DegradedFolderDataset:
-    dataset = DegradedFolderDataset(hq, degradation_preset(config), size=size, seed=seed, align=config.data.align)
+def degraded_dataset(hq: str | os.PathLike, config: Config, size: int, seed: int,
+                     template: str = "ffhq") -> DegradedFolderDataset:
+    dataset = DegradedFolderDataset(hq, degradation_preset(config), size=size, seed=seed,
+                                    **aligner_options(config, template))
     if not config.data.align:
         check_aligned_faces([path for _, path in dataset.files], size)
     return dataset
 
 
-def restoration_datasets(config: Config, size: int) -> tuple[Dataset, Dataset | None]:
+def restoration_datasets(config: Config, size: int, template: str = "ffhq") -> tuple[Dataset, Dataset | None]:
     """(train, validation) datasets of {"lq", "hq"} pairs, RGB in [-1, 1], per the config: real pairs
     (data.lq) or HQ faces degraded on the fly (data.degradation); checked for matching names, square
-    aligned faces and equal pair sizes, with errors that list the files."""
+    aligned faces and equal pair sizes, with errors that list the files. With data.align, photos are
+    aligned to `template` (the model's) first."""
     data = config.data
     hq = _require_folder(data.hq, "HQ")
+    aligner = {k: v for k, v in aligner_options(config, template).items() if k != "align"}
     if data.lq:
-        full = paired_dataset(_require_folder(data.lq, "LQ"), hq, size, data.align)
+        full = paired_dataset(_require_folder(data.lq, "LQ"), hq, size, data.align, **aligner)
     else:
-        full = degraded_dataset(hq, config, size, config.train.seed)
+        full = degraded_dataset(hq, config, size, config.train.seed, template)
     if data.val_hq:
         if data.val_lq:
-            val = paired_dataset(data.val_lq, data.val_hq, size, data.align)
+            val = paired_dataset(data.val_lq, data.val_hq, size, data.align, **aligner)
         else:  # fixed degradations: seed 10_000 + train seed, epoch 0
-            val = degraded_dataset(data.val_hq, config, size, 10_000 + config.train.seed)
+            val = degraded_dataset(data.val_hq, config, size, 10_000 + config.train.seed, template)
         return full, val
     return split_holdout(full, data.val_count, config)
 

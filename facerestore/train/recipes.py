@@ -75,10 +75,12 @@ class Recipe:
     loss_modules: nn.ModuleDict  # fixed networks inside losses (VGG, ArcFace), moved to the device
 
     def datasets(self, config: Config, size: int) -> tuple[Any, Any]:
-        """(training set, validation set or None) of the data this recipe trains on: LQ/HQ face pairs."""
+        """(training set, validation set or None) of the data this recipe trains on: LQ/HQ face pairs,
+        aligned (with data.align) to the model's template."""
         from .data import restoration_datasets
 
-        return restoration_datasets(config, size)
+        entry = getattr(self, "entry", None)
+        return restoration_datasets(config, size, getattr(entry, "template", "ffhq"))
 
     def configure_generator(self, net: nn.Module) -> None:
         """Freeze what the family does not train (before the optimiser is built)."""
