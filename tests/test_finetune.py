@@ -221,9 +221,12 @@ def test_pairs_are_matched_by_name_and_checked(tmp_path):
     with pytest.raises(ConfigError, match=r"(?s)only in .*lq: other; only in .*hq: face2.*matched by file name"):
         run("a")
     (lq / "other.png").rename(lq / "face2.png")
-    cv2.imwrite(str(lq / "face1.png"), np.zeros((48, 48, 3), np.uint8))
-    with pytest.raises(ConfigError, match=r"(?s)face1: .*face1\.png is 48x48 but .*face1\.png is 64x64"):
+    cv2.imwrite(str(lq / "face1.png"), np.zeros((48, 40, 3), np.uint8))
+    with pytest.raises(ConfigError, match=r"(?s)face1: .*face1\.png is 40x48, not square, but .*face1\.png is 64x64"):
         run("b")
+    # a smaller square LQ (a super-resolution pair) is the same crop at a lower resolution: resized, trained
+    cv2.imwrite(str(lq / "face1.png"), cv2.resize(cv2.imread(str(lq / "face0.png")), (32, 32)))
+    assert train(config, hq=hq, lq=lq, out=tmp_path / "sr", device="cpu", progress=False)["iter"] == 1
     synthetic_faces(lq, count=3, seed=1)
     cv2.imwrite(str(hq / "face0.png"), np.zeros((64, 80, 3), np.uint8))
     with pytest.raises(ConfigError, match=r"(?s)face0\.png: 80x64 is not square.*data\.align: true"):

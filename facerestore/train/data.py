@@ -133,18 +133,20 @@ def check_aligned_faces(paths: list[Path], size: int) -> None:
 
 
 def check_pairs(pairs: list[tuple[str, Path, Path]], size: int) -> None:
-    """LQ/HQ pairs (matched by name) must be aligned squares of the same size."""
+    """LQ/HQ pairs (matched by name) must be aligned squares; an LQ may be smaller or larger than its HQ
+    (e.g. the 128 px inputs of 512 px targets): both are resized to the training size, as the network
+    restores at equal size. A non-square LQ cannot be the same aligned crop and is an error."""
     check_aligned_faces([hq for _, _, hq in pairs], size)
     problems = []
     for name, lq_path, hq_path in pairs:
-        lq_size, hq_size = image_size(lq_path), image_size(hq_path)
-        if lq_size != hq_size:
-            problems.append(f"{name}: {lq_path} is {lq_size[0]}x{lq_size[1]} but {hq_path} is "
+        (width, height), hq_size = image_size(lq_path), image_size(hq_path)
+        if width != height:
+            problems.append(f"{name}: {lq_path} is {width}x{height}, not square, but {hq_path} is "
                             f"{hq_size[0]}x{hq_size[1]}")
     if problems:
-        raise ConfigError(f"{len(problems)} LQ/HQ pair(s) differ in size:\n  {_problem_list(problems)}\n"
-                          "An LQ face must be the same aligned crop as its HQ face, at the same size (resize the LQ "
-                          "to the HQ size; the network restores at equal size).")
+        raise ConfigError(f"{len(problems)} LQ image(s) are not square:\n  {_problem_list(problems)}\n"
+                          "An LQ face must be the same aligned crop as its HQ face (at any size: it is resized to the "
+                          "training size), or set data.align: true to crop both with the HQ's face alignment.")
 
 
 def aligner_options(config: Config, template: str) -> dict:
@@ -179,7 +181,7 @@ def degraded_dataset(hq: str | os.PathLike, config: Config, size: int, seed: int
 def restoration_datasets(config: Config, size: int, template: str = "ffhq") -> tuple[Dataset, Dataset | None]:
     """(train, validation) datasets of {"lq", "hq"} pairs, RGB in [-1, 1], per the config: real pairs
     (data.lq) or HQ faces degraded on the fly (data.degradation); checked for matching names, square
-    aligned faces and equal pair sizes, with errors that list the files. With data.align, photos are
+    aligned faces and square LQs, with errors that list the files. With data.align, photos are
     aligned to `template` (the model's) first."""
     data = config.data
     hq = _require_folder(data.hq, "HQ")
