@@ -632,7 +632,9 @@ def write_test_clip(path: str | os.PathLike, photo: np.ndarray, *, size: tuple[i
         video.height, video.width = (w, h) if quarter_turns % 2 else (h, w)
         video.pix_fmt, video.time_base = "yuv420p", tick
         video.codec_context.time_base = tick
-        video.options = {"crf": str(crf)}
+        # one encoder thread: with x264's frame threads this clip came out different on every call once an
+        # audio stream was muxed beside it (the same frames in); tests measure figures on these clips
+        video.options = {"crf": str(crf), "threads": "1"}
         if quarter_turns:
             video.set_display_rotation(90 * quarter_turns)
         audio = None
