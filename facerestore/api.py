@@ -10,7 +10,7 @@ from typing import Any
 import torch
 
 from . import hub
-from .registry import ModelEntry, ZooEntry, get_entry
+from .registry import ModelEntry, ZooEntry, get_entry, import_object
 from .restorer import default_device
 
 
@@ -50,8 +50,6 @@ def config_of_file(entry: ModelEntry, path: Path, overrides: dict[str, Any]) -> 
     weight_files = [wf for wf in entry.files if wf.role == "weights"]
     if overrides or reader is None or not weight_files:
         return overrides
-    from .registry import import_object
-
     try:
         config = import_object(reader)(hub.network_state_dict(hub.read_checkpoint(path), weight_files[0]))
     except (ValueError, hub.WeightsError):

@@ -36,6 +36,8 @@ import cv2
 import numpy as np
 import torch
 
+from .restorer import ImageTooLargeError
+
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
 ALPHA_UPSAMPLERS = ("realesrgan", "cv2")
 # Default tile side (input pixels) when `tile=None`, CPU and CUDA alike (GFPGAN's background-upsampler
@@ -182,8 +184,6 @@ class Upscaler:
 
     def check_size(self, shape: tuple[int, ...], outscale: float | None = None) -> None:
         """ImageTooLargeError when upscaling an image of `shape` would exceed `max_pixels`."""
-        from .restorer import ImageTooLargeError
-
         h, w = shape[:2]
         largest = max(h * w * self.scale ** 2, int(h * (outscale or self.scale)) * int(w * (outscale or self.scale)))
         if self.max_pixels is not None and largest > self.max_pixels:

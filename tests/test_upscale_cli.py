@@ -16,18 +16,14 @@ from facerestore.cli import main
 from facerestore.imageio import read_image
 from facerestore.restorer import ImageTooLargeError
 from facerestore.upscale import MAX_PIXELS, Upscaler
+from test_realesrgan import small_net
 
 
 @pytest.fixture(scope="module")
 def small_weights(tmp_path_factory):
-    """A small x2 RRDBNet (the real architecture) whose outputs stay mostly inside [0, 1]."""
-    torch.manual_seed(0)
-    net = RRDBNet(scale=2, num_feat=16, num_block=1, num_grow_ch=8).eval()
-    with torch.no_grad():
-        net.conv_last.weight.mul_(0.1)
-        net.conv_last.bias.fill_(0.5)
+    """test_realesrgan's small x2 RRDBNet (the real architecture, outputs mostly inside [0, 1]) as a file."""
     path = tmp_path_factory.mktemp("weights") / "small_x2.pth"
-    torch.save({"params_ema": net.state_dict()}, path)  # the official checkpoint's wrapping
+    torch.save({"params_ema": small_net(2).state_dict()}, path)  # the official checkpoint's wrapping
     return path
 
 
